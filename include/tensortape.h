@@ -1,0 +1,240 @@
+/* tensortape: a reverse-mode automatic-differentiation engine for 2-D tensors.
+ *
+ * Ops run eagerly on a tape: each call computes its result at once and
+ * records itself, and tt_tape_backward() walks the records in reverse to
+ * fill in gradients.
+ *
+ * Storage. A tensor is rows × cols, row-major: element (r, c) is at
+ * data[r * cols + c]. Models follow the samples-as-columns convention of the
+ * README's "The math": an input batch is s × n, a weight d_t × d_(t-1), a
+ * bias d_t × 1.
+ *
+ * Ownership. Tensors made with tt_tensor_new() and tt_tensor_from_data()
+ * ("leaf tensors": parameters and long-lived inputs) belong to the caller,
+ * who frees them with tt_tensor_free(). Tensors returned by ops and by
+ * tt_tape_tensor() live in the tape's memory: they stay valid until the
+ * next tt_tape_reset() or tt_tape_free() and must not be freed.
+ *
+ * Errors. Every failure is a tt_status plus a readable message, and no call
+ * aborts, exits or prints. There are two ways the message reaches you:
+ *   - Calls off the tape take a `tt_error *err` (which may be NULL) and
+ *     fill it on failure. They return NULL or a tt_status other than TT_OK.
+ *   - Ops on a tape return NULL on failure and record the error on the tape.
+ *     The error is sticky: every later op on that tape returns NULL without
+ *     doing anything, and tt_tape_backward() returns the same status, so
+ *     model code can chain ops and check once:
+ *         tt_tensor *h = tt_relu(tape, tt_add(tape, tt_matmul(tape, w, x), b));
+ *         if (h == NULL) fprintf(stderr, "%s\n", tt_tape_error(tape)->message);
+ *     tt_tape_reset() clears the error.
+ * A NULL tensor argument to an op on a failed tape is expected (it is how
+ * chaining propagates the failure); on a healthy tape it is reported as
+ * TT_ERR_ARG.
+ *
+ * Gradients. tt_tape_backward() adds into the gradient of every leaf tensor
+ * that requires one: it never zeroes them, so two backward passes without a
+ * tt_tensor_zero_grad() in between leave the sum of both gradients. The
+ * gradients of tape tensors are zeroed at the start of each backward pass.
+ *
+ * Threads. A tape and the tensors it uses must be used by one thread at a
+ * time. Different tapes may be used concurrently if they share no tensor
+ * that requires a gradient.
+ */
+#ifndef TENSORTAPE_H
+#define TENSORTAPE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TT_VERSION_MAJOR 0
+#define TT_VERSION_MINOR 1
+#define TT_VERSION_PATCH 0
+
+/* Element type of every tensor. */
+typedef float tt_real;
+
+/* Outcome of a call. TT_OK is zero; every other value is a failure. */
+typedef enum tt_status {
+    TT_OK = 0,
+    TT_ERR_ARG,   /* invalid argument: NULL, zero size, or a tensor of another tape */
+    TT_ERR_SHAPE, /* operand shapes do not fit the op */
+    TT_ERR_RANGE, /* a value is outside its allowed range, e.g. a class label */
+    TT_ERR_NOMEM, /* a memory allocation failed */
+    TT_ERR_STATE  /* the call does not fit the object's state */
+} tt_status;
+
+/* Maximum length of an error message, including the terminating NUL. */
+#define TT_ERROR_MESSAGE_MAX 256
+
+/* A failure's status and its message, e.g. "matmul: A (w1) is 256x784 but
+ * B (x) is 100x64; the columns of A must equal the rows of B". */
+typedef struct tt_error {
+    tt_status status;
+    char message[TT_ERROR_MESSAGE_MAX];
+} tt_error;
+
+/* Returns a static, human-readable name for a status ("shape mismatch"). */
+const char *tt_status_str(tt_status status);
+
+/* ---- Random numbers ------------------------------------------------------ */
+
+/* State of a seeded pseudo-random generator (SplitMix64). The same seed
+ * always yields the same sequence, on every platform. Plain value type: copy
+ * it to fork a stream. */
+typedef struct tt_rng {
+    uint64_t state;
+} tt_rng;
+
+/* Sets the generator to the start of the sequence for `seed`. */
+void tt_rng_seed(tt_rng *rng, uint64_t seed);
+
+/* Returns the next 64 random bits. */
+uint64_t tt_rng_next(tt_rng *rng);
+
+/* Returns a uniform double in [0, 1), with 53 random bits. */
+double tt_rng_uniform(tt_rng *rng);
+
+/* Returns a uniform integer in [0, bound); bound must be at least 1. */
+uint64_t tt_rng_below(tt_rng *rng, uint64_t bound);
+
+/* Returns a standard normal double (mean 0, standard deviation 1). */
+double tt_rng_normal(tt_rng *rng);
+
+/* ---- Tensors ------------------------------------------------------------- */
+
+typedef struct tt_tensor tt_tensor;
+
+/* Creates a caller-owned rows × cols tensor of zeros with no gradient.
+ * `name` (may be NULL) is copied and appears in error messages.
+ * Returns NULL and fills `err` if a size is zero, rows × cols overflows, or
+ * memory runs out. Free it with tt_tensor_free(). */
+tt_tensor *tt_tensor_new(size_t rows, size_t cols, const char *name, tt_error *err);
+
+/* Creates a caller-owned rows × cols tensor holding a copy of
+ * `data[0 .. rows*cols)`, row-major. Errors as tt_tensor_new(), plus
+ * TT_ERR_ARG for NULL `data`. */
+tt_tensor *tt_tensor_from_data(size_t rows, size_t cols, const tt_real *data, const char *name,
+                               tt_error *err);
+
+/* Frees a caller-owned tensor and its gradient. NULL is ignored, and so is a
+ * tape tensor, whose memory belongs to its tape. */
+void tt_tensor_free(tt_tensor *tensor);
+
+/* Gives a caller-owned tensor a zeroed gradient buffer of its own shape, so
+ * that backward passes add into it. Calling it again keeps the gradient.
+ * Returns TT_ERR_ARG for NULL or a tape tensor, TT_ERR_NOMEM if the
+ * allocation fails. */
+tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);
+
+/* Sets every gradient entry to zero. Does nothing for NULL or a tensor
+ * without a gradient. */
+void tt_tensor_zero_grad(tt_tensor *tensor);
+
+/* Shape and name. A tape tensor without a name of its own is shown in
+ * messages as "OP@POSITION", e.g. "relu@3" for the output of the op at tape
+ * position 3; tt_tensor_name() returns NULL for it. */
+size_t tt_tensor_rows(const tt_tensor *tensor);
+size_t tt_tensor_cols(const tt_tensor *tensor);
+const char *tt_tensor_name(const tt_tensor *tensor);
+
+/* The rows × cols values, row-major. Writing to a tape tensor's data after an
+ * op has read it makes that op's gradient wrong. */
+tt_real *tt_tensor_data(tt_tensor *tensor);
+
+/* The gradient, of the tensor's shape, or NULL if it has none. A tape
+ * tensor has one after tt_tape_backward() if any tensor it was computed
+ * from requires a gradient. */
+tt_real *tt_tensor_grad(tt_tensor *tensor);
+
+/* Fills the tensor with uniform values in [low, high] (high itself only
+ * through rounding to tt_real) or with normal values of the given mean and
+ * standard deviation, drawn from `rng` in storage order. */
+void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real high);
+void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real stddev);
+
+/* ---- Tape ---------------------------------------------------------------- */
+
+typedef struct tt_tape tt_tape;
+
+/* Creates an empty tape. Its memory grows as ops need it; nothing has to be
+ * sized in advance. Returns NULL and fills `err` if memory runs out. */
+tt_tape *tt_tape_new(tt_error *err);
+
+/* Frees the tape and every tensor it owns. NULL is ignored. */
+void tt_tape_free(tt_tape *tape);
+
+/* Forgets every record and tape tensor and clears a sticky error, keeping
+ * the memory for reuse: a training step that repeats the previous step's
+ * ops takes nothing from the heap. Leaf tensors are not touched. */
+void tt_tape_reset(tt_tape *tape);
+
+/* TT_OK, or the status of the first failure since the last reset. */
+tt_status tt_tape_status(const tt_tape *tape);
+
+/* The first failure since the last reset; its status is TT_OK and its
+ * message empty while the tape is healthy. */
+const tt_error *tt_tape_error(const tt_tape *tape);
+
+/* Number of ops recorded since the last reset. */
+size_t tt_tape_length(const tt_tape *tape);
+
+/* Creates a rows × cols tensor of zeros in the tape's memory, for per-step
+ * inputs such as a minibatch. It has no gradient and is valid until the next
+ * reset. Returns NULL on failure, recorded on the tape. */
+tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *name);
+
+/* Runs the backward pass from `loss`, a 1 × 1 tensor produced by an op on
+ * this tape: seeds dL/dloss = 1 and walks the records in reverse, adding into
+ * the gradient of every tensor that requires one (see "Gradients" above).
+ * Returns the tape's sticky error if it has one, TT_ERR_ARG if `loss` is
+ * NULL or not an op output of this tape, TT_ERR_SHAPE if it is not 1 × 1.
+ * A failure here is recorded on the tape as well. */
+tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
+
+/* ---- Ops ------------------------------------------------------------------
+ * Each op checks its arguments, computes its output in the tape's memory
+ * and records itself. On failure it returns NULL, records nothing and sets
+ * the tape's sticky error. An input is a caller-owned tensor or a tensor of
+ * the same tape. The output requires a gradient if any input does. */
+
+/* Matrix product C = A·B: A is m × k, B is k × n, C is m × n.
+ * Backward: dA += dC·Bᵀ and dB += Aᵀ·dC, without forming a transpose.
+ * TT_ERR_SHAPE if the columns of A differ from the rows of B. */
+tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b);
+
+/* Elementwise sum with broadcasting. The output has, in each dimension, the
+ * larger of the two operands' sizes; each operand must match it there or be
+ * 1, in which case its single row or column is repeated. This covers equal
+ * shapes, d×1 + d×n (a bias added to every column), 1×n + d×n, 1×1 + any,
+ * either way round, and d×1 + 1×n (an outer sum).
+ * Backward: each operand receives dC summed over the dimensions it was
+ * broadcast along. TT_ERR_SHAPE if the shapes do not broadcast. */
+tt_tensor *tt_add(tt_tape *tape, tt_tensor *a, tt_tensor *b);
+
+/* Rectified linear unit, elementwise: max(0, x) (eq. 15). NaN stays NaN.
+ * Backward: dx += dy where x > 0; the derivative at exactly 0 is 0 (eq. 16). */
+tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
+
+/* Softmax cross-entropy over columns, fused: `logits` is C × n (one column
+ * per sample), `labels` holds n class indices in [0, C). Returns the 1 × 1
+ * mean loss of eq. 8,
+ *     L = (1/n) Σ_i ( log Σ_c exp(z[c,i]) − z[labels[i], i] ),
+ * with the log-sum-exp taken after subtracting each column's maximum
+ * (eq. 9–10), so that logits as large as ±1e30 give a finite, exact loss.
+ * Backward: dz += dL · (softmax(z) − y) / n, with y the one-hot labels
+ * (eq. 11 divided by n). The labels are copied; the array may be reused at
+ * once. TT_ERR_ARG if labels is NULL or n_labels differs from the columns
+ * of `logits`; TT_ERR_RANGE, with nothing computed, if a label is outside
+ * [0, C). */
+tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
+                            size_t n_labels);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TENSORTAPE_H */

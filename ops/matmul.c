@@ -1,0 +1,70 @@
+/* matmul: C = A·B, the product in eq. 1 and 3 (z = W·h before the bias).
+ *
+ * Shapes: A is m × k, B is k × n, C is m × n. In an MLP layer A is the
+ * weight W(t) (d_t × d_(t-1)), B the previous activations h(t-1)
+ * (d_(t-1) × n) and C is W(t)·h(t-1) (d_t × n).
+ * Saves nothing: backward rereads A and B.
+ * Gradients: dA += dC·Bᵀ (m × k) and dB += Aᵀ·dC (k × n). tt_gemm reads
+ * the transposed operand in place, so no transpose is ever formed.
+ */
+#include "tensortape.h"
+#include "internal.h"
+
+static tt_status check_shapes(tt_tape *tape, const tt_tensor *a, const tt_tensor *b)
+{
+    if (a->cols == b->rows)
+        return TT_OK;
+    char a_label[TT_LABEL_MAX];
+    char b_label[TT_LABEL_MAX];
+    tt_tensor_label(a, "A", a_label);
+    tt_tensor_label(b, "B", b_label);
+    tt_tape_fail(tape, TT_ERR_SHAPE,
+                 "matmul: %s is %zux%zu but %s is %zux%zu; the columns of A must equal the "
+                 "rows of B",
+                 a_label, a->rows, a->cols, b_label, b->rows, b->cols);
+    return TT_ERR_SHAPE;
+}
+
+/* c (m × n) = a (m × k) · b (k × n); overwrites c. */
+static void matmul_forward(tt_real *c, const tt_real *a, const tt_real *b, size_t m, size_t k,
+                           size_t n)
+{
+    tt_gemm(false, false, m, n, k, a, k, b, n, c, n, false);
+}
+
+/* da (m × k) += dc·bᵀ and db (k × n) += aᵀ·dc; a NULL gradient is skipped. */
+static void matmul_backward(tt_real *da, tt_real *db, const tt_real *dc, const tt_real *a,
+                            const tt_real *b, size_t m, size_t k, size_t n)
+{
+    if (da != NULL)
+        tt_gemm(false, true, m, k, n, dc, n, b, n, da, k, true);
+    if (db != NULL)
+        tt_gemm(true, false, k, n, m, a, k, dc, n, db, n, true);
+}
+
+static void matmul_tape_backward(const tt_record *record)
+{
+    const tt_tensor *a = record->inputs[0];
+    const tt_tensor *b = record->inputs[1];
+    matmul_backward(a->grad, b->grad, record->output->grad, a->data, b->data, a->rows, a->cols,
+                    b->cols);
+}
+
+static const tt_op matmul_op = {"matmul", 2, matmul_tape_backward};
+
+tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b)
+{
+    tt_tensor *const inputs[] = {a, b};
+    const char *const roles[] = {"A", "B"};
+    if (!tt_op_begin(tape, &matmul_op, inputs, roles))
+        return NULL;
+    if (check_shapes(tape, a, b) != TT_OK)
+        return NULL;
+
+    tt_tensor *c = tt_op_output(tape, &matmul_op, inputs, a->rows, b->cols);
+    if (c == NULL)
+        return NULL;
+    matmul_forward(c->data, a->data, b->data, a->rows, a->cols, b->cols);
+    tt_op_record(tape, &matmul_op, inputs, c, NULL);
+    return c;
+}

@@ -1,0 +1,40 @@
+/* Status names and error messages. */
+#include <stdio.h>
+
+#include "internal.h"
+
+const char *tt_status_str(tt_status status)
+{
+    switch (status) {
+    case TT_OK:
+        return "success";
+    case TT_ERR_ARG:
+        return "invalid argument";
+    case TT_ERR_SHAPE:
+        return "shape mismatch";
+    case TT_ERR_RANGE:
+        return "value out of range";
+    case TT_ERR_NOMEM:
+        return "out of memory";
+    case TT_ERR_STATE:
+        return "invalid state";
+    }
+    return "unknown status";
+}
+
+void tt_error_vset(tt_error *err, tt_status status, const char *format, va_list args)
+{
+    if (err == NULL)
+        return;
+    err->status = status;
+    /* A message longer than the buffer is cut; vsnprintf always terminates it. */
+    vsnprintf(err->message, sizeof err->message, format, args);
+}
+
+void tt_error_set(tt_error *err, tt_status status, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    tt_error_vset(err, status, format, args);
+    va_end(args);
+}

@@ -1,0 +1,152 @@
+/* Internal types and helpers shared by src/ and ops/. Not installed. */
+#ifndef TT_INTERNAL_H
+#define TT_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tensortape.h"
+
+/* ---- Arena: the tape's memory -------------------------------------------- */
+
+typedef struct tt_arena_chunk tt_arena_chunk;
+
+/* A bump allocator over a list of chunks. Allocation never moves earlier
+ * blocks; a reset makes all of it free again and, if the last step needed
+ * more than one chunk, merges them into one chunk of their total size, so
+ * the next step with the same allocations takes nothing from the heap. */
+typedef struct tt_arena {
+    tt_arena_chunk *first;
+    tt_arena_chunk *current;
+    size_t used_in_current;
+} tt_arena;
+
+/* A position in the arena, to give back everything allocated after it. */
+typedef struct tt_arena_mark {
+    tt_arena_chunk *chunk;
+    size_t used;
+} tt_arena_mark;
+
+/* Alignment of every arena block, in bytes: one cache line, which also
+ * suits the widest vector loads. */
+#define TT_ARENA_ALIGN 64
+
+void tt_arena_init(tt_arena *arena);
+void tt_arena_release(tt_arena *arena);
+void tt_arena_reset(tt_arena *arena);
+/* Returns `size` bytes aligned to TT_ARENA_ALIGN, or NULL if the heap is
+ * exhausted. The contents are uninitialised. */
+void *tt_arena_alloc(tt_arena *arena, size_t size);
+tt_arena_mark tt_arena_get_mark(const tt_arena *arena);
+void tt_arena_rewind(tt_arena *arena, tt_arena_mark mark);
+
+/* ---- Tensors ---------------------------------------------------------- */
+
+/* Maximum length of a tensor's display label ("name", or "relu@12"). */
+#define TT_LABEL_MAX 48
+
+struct tt_tensor {
+    size_t rows;
+    size_t cols;
+    tt_real *data;
+    tt_real *grad;       /* NULL while the tensor has no gradient */
+    bool requires_grad;  /* a backward pass computes a gradient for it */
+    char *name;          /* NULL if unnamed */
+    tt_tape *tape;       /* owning tape, NULL for a caller-owned tensor */
+    const struct tt_op *producer; /* op that computed it, NULL for inputs */
+    size_t position;     /* producer's position on the tape */
+};
+
+static inline size_t tt_tensor_size(const tt_tensor *t) { return t->rows * t->cols; }
+
+/* Writes the tensor's display label: its name, "OP@POSITION" for an unnamed
+ * op output, or `role` for an unnamed input. */
+void tt_tensor_label(const tt_tensor *t, const char *role, char label[TT_LABEL_MAX]);
+
+/* Returns true and sets *size to rows × cols unless a size is zero or the
+ * product (or the product times `element_size`) overflows size_t. */
+bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size);
+
+/* ---- Tape records ----------------------------------------------------- */
+
+#define TT_MAX_INPUTS 2
+
+typedef struct tt_record tt_record;
+
+/* An op's identity: its name and its backward step. The descriptor's
+ * address identifies the op. */
+typedef struct tt_op {
+    const char *name;
+    size_t n_inputs;
+    /* Adds the op's contribution to the gradients of the record's inputs
+     * that have one, given the gradient of its output. */
+    void (*backward)(const tt_record *record);
+} tt_op;
+
+struct tt_record {
+    const tt_op *op;
+    tt_tensor *inputs[TT_MAX_INPUTS];
+    tt_tensor *output;
+    void *saved; /* what the forward pass kept for backward, in the arena */
+};
+
+struct tt_tape {
+    tt_arena arena;
+    tt_record *records;
+    size_t length;
+    size_t capacity;
+    tt_error error; /* sticky: the first failure since the last reset */
+};
+
+/* Records `status` and a printf-style message as the tape's error unless
+ * it already has one. */
+void tt_tape_fail(tt_tape *tape, tt_status status, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fills `err` (if not NULL) with a status and a printf-style message. */
+void tt_error_set(tt_error *err, tt_status status, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+void tt_error_vset(tt_error *err, tt_status status, const char *format, va_list args)
+    __attribute__((format(printf, 3, 0)));
+
+/* Starts recording `op`: checks that the tape is healthy and that each of
+ * the n inputs is a tensor usable on it, records a TT_ERR_ARG naming the
+ * op and the role ("A", "B", "x") otherwise, and makes room for one record.
+ * Returns false, with the tape's error set, if the op must not run. */
+bool tt_op_begin(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
+                 const char *const roles[]);
+
+/* Allocates the op's rows × cols output in the arena, uninitialised, with
+ * requires_grad set if any input requires a gradient. On failure records
+ * TT_ERR_NOMEM and returns NULL. */
+tt_tensor *tt_op_output(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
+                        size_t rows, size_t cols);
+
+/* Allocates `size` bytes of saved state in the arena; on failure records
+ * TT_ERR_NOMEM naming the op and returns NULL. */
+void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size);
+
+/* Appends the record. tt_op_begin has already made room, so it cannot fail. */
+void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
+                  tt_tensor *output, void *saved);
+
+/* ---- Kernels ---------------------------------------------------------- */
+
+/* General matrix product on row-major storage:
+ *     C = op(A)·op(B)        when accumulate is false,
+ *     C += op(A)·op(B)       when accumulate is true,
+ * where op(X) is X or Xᵀ. op(A) is m × k, op(B) is k × n, C is m × n.
+ * A is stored as m × k (transpose_a false) or k × m (true), and likewise B
+ * as k × n or n × k; each leading dimension is the stored row length.
+ * When accumulate is false C is overwritten and never read, so it may hold
+ * NaN or garbage. */
+void tt_gemm(bool transpose_a, bool transpose_b, size_t m, size_t n, size_t k,
+             const tt_real *a, size_t lda, const tt_real *b, size_t ldb, tt_real *c,
+             size_t ldc, bool accumulate);
+
+/* Math functions of the element type. */
+#define TT_EXP expf
+#define TT_LOG logf
+
+#endif /* TT_INTERNAL_H */

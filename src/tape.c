@@ -1,0 +1,264 @@
+/* The tape: records of the ops run on it, the sticky error, and the
+ * backward pass that walks the records in reverse. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Records a tape makes room for at first; the array doubles when full. */
+#define FIRST_RECORD_CAPACITY 64
+
+tt_tape *tt_tape_new(tt_error *err)
+{
+    tt_tape *tape = calloc(1, sizeof *tape);
+    if (tape == NULL) {
+        tt_error_set(err, TT_ERR_NOMEM, "tt_tape_new: out of memory");
+        return NULL;
+    }
+    tt_arena_init(&tape->arena);
+    tape->error.status = TT_OK;
+    return tape;
+}
+
+void tt_tape_free(tt_tape *tape)
+{
+    if (tape == NULL)
+        return;
+    tt_arena_release(&tape->arena);
+    free(tape->records);
+    free(tape);
+}
+
+void tt_tape_reset(tt_tape *tape)
+{
+    if (tape == NULL)
+        return;
+    tt_arena_reset(&tape->arena);
+    tape->length = 0;
+    tape->error.status = TT_OK;
+    tape->error.message[0] = '\0';
+}
+
+tt_status tt_tape_status(const tt_tape *tape)
+{
+    return tape == NULL ? TT_ERR_ARG : tape->error.status;
+}
+
+const tt_error *tt_tape_error(const tt_tape *tape)
+{
+    static const tt_error null_tape = {TT_ERR_ARG, "tape is NULL"};
+    return tape == NULL ? &null_tape : &tape->error;
+}
+
+size_t tt_tape_length(const tt_tape *tape)
+{
+    return tape == NULL ? 0 : tape->length;
+}
+
+void tt_tape_fail(tt_tape *tape, tt_status status, const char *format, ...)
+{
+    if (tape->error.status != TT_OK)
+        return;
+    va_list args;
+    va_start(args, format);
+    tt_error_vset(&tape->error, status, format, args);
+    va_end(args);
+}
+
+/* Copies `name` into the arena; NULL stays NULL. */
+static bool copy_name(tt_tape *tape, const char *name, char **copy)
+{
+    *copy = NULL;
+    if (name == NULL)
+        return true;
+    size_t length = strlen(name);
+    *copy = tt_arena_alloc(&tape->arena, length + 1);
+    if (*copy == NULL)
+        return false;
+    memcpy(*copy, name, length + 1);
+    return true;
+}
+
+/* Allocates a tape tensor's header and its uninitialised data. */
+static tt_tensor *tape_tensor_new(tt_tape *tape, size_t rows, size_t cols)
+{
+    size_t size;
+    if (!tt_shape_size(rows, cols, sizeof(tt_real), &size))
+        return NULL;
+    tt_tensor *t = tt_arena_alloc(&tape->arena, sizeof *t);
+    tt_real *data = tt_arena_alloc(&tape->arena, size * sizeof(tt_real));
+    if (t == NULL || data == NULL)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->rows = rows;
+    t->cols = cols;
+    t->data = data;
+    t->tape = tape;
+    return t;
+}
+
+tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *name)
+{
+    if (tape == NULL || tape->error.status != TT_OK)
+        return NULL;
+    size_t size;
+    if (!tt_shape_size(rows, cols, sizeof(tt_real), &size)) {
+        tt_tape_fail(tape, TT_ERR_ARG,
+                     "tt_tape_tensor: invalid shape %zux%zu; both sizes must be at least 1 and "
+                     "their product must fit in memory",
+                     rows, cols);
+        return NULL;
+    }
+
+    tt_arena_mark mark = tt_arena_get_mark(&tape->arena);
+    tt_tensor *t = tape_tensor_new(tape, rows, cols);
+    if (t == NULL || !copy_name(tape, name, &t->name)) {
+        tt_arena_rewind(&tape->arena, mark);
+        tt_tape_fail(tape, TT_ERR_NOMEM, "tt_tape_tensor: out of memory for a %zux%zu tensor",
+                     rows, cols);
+        return NULL;
+    }
+    memset(t->data, 0, size * sizeof(tt_real));
+    return t;
+}
+
+/* ---- Recording ops ------------------------------------------------------ */
+
+bool tt_op_begin(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
+                 const char *const roles[])
+{
+    if (tape == NULL || tape->error.status != TT_OK)
+        return false;
+
+    for (size_t i = 0; i < op->n_inputs; i++) {
+        if (inputs[i] == NULL) {
+            tt_tape_fail(tape, TT_ERR_ARG, "%s: %s is NULL", op->name, roles[i]);
+            return false;
+        }
+        if (inputs[i]->tape != NULL && inputs[i]->tape != tape) {
+            char label[TT_LABEL_MAX];
+            tt_tensor_label(inputs[i], roles[i], label);
+            tt_tape_fail(tape, TT_ERR_ARG, "%s: %s belongs to another tape", op->name, label);
+            return false;
+        }
+    }
+
+    if (tape->length == tape->capacity) {
+        size_t capacity = tape->capacity == 0 ? FIRST_RECORD_CAPACITY : 2 * tape->capacity;
+        tt_record *records = realloc(tape->records, capacity * sizeof *records);
+        if (records == NULL || capacity < tape->capacity) {
+            tt_tape_fail(tape, TT_ERR_NOMEM, "%s: out of memory for the tape's records", op->name);
+            return false;
+        }
+        tape->records = records;
+        tape->capacity = capacity;
+    }
+    return true;
+}
+
+tt_tensor *tt_op_output(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
+                        size_t rows, size_t cols)
+{
+    tt_arena_mark mark = tt_arena_get_mark(&tape->arena);
+    tt_tensor *out = tape_tensor_new(tape, rows, cols);
+    if (out == NULL) {
+        tt_arena_rewind(&tape->arena, mark);
+        tt_tape_fail(tape, TT_ERR_NOMEM, "%s: out of memory for a %zux%zu output", op->name, rows,
+                     cols);
+        return NULL;
+    }
+    out->producer = op;
+    out->position = tape->length;
+    for (size_t i = 0; i < op->n_inputs; i++)
+        out->requires_grad = out->requires_grad || inputs[i]->requires_grad;
+    return out;
+}
+
+void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size)
+{
+    void *saved = tt_arena_alloc(&tape->arena, size);
+    if (saved == NULL)
+        tt_tape_fail(tape, TT_ERR_NOMEM, "%s: out of memory for %zu bytes of saved state",
+                     op->name, size);
+    return saved;
+}
+
+void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
+                  tt_tensor *output, void *saved)
+{
+    tt_record *record = &tape->records[tape->length++];
+    record->op = op;
+    for (size_t i = 0; i < TT_MAX_INPUTS; i++)
+        record->inputs[i] = i < op->n_inputs ? inputs[i] : NULL;
+    record->output = output;
+    record->saved = saved;
+}
+
+/* ---- Backward pass ------------------------------------------------------ */
+
+/* Gives every op output up to `last` that requires a gradient a zeroed
+ * gradient buffer, allocating it in the arena on the first backward pass. */
+static bool prepare_gradients(tt_tape *tape, size_t last)
+{
+    for (size_t position = 0; position <= last; position++) {
+        tt_tensor *out = tape->records[position].output;
+        if (!out->requires_grad)
+            continue;
+        size_t bytes = tt_tensor_size(out) * sizeof(tt_real);
+        if (out->grad == NULL) {
+            out->grad = tt_arena_alloc(&tape->arena, bytes);
+            if (out->grad == NULL) {
+                tt_tape_fail(tape, TT_ERR_NOMEM,
+                             "backward: out of memory for the gradient of %s@%zu (%zux%zu)",
+                             out->producer->name, position, out->rows, out->cols);
+                return false;
+            }
+        }
+        memset(out->grad, 0, bytes);
+    }
+    return true;
+}
+
+tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
+{
+    if (tape == NULL)
+        return TT_ERR_ARG;
+    if (tape->error.status != TT_OK)
+        return tape->error.status;
+
+    if (loss == NULL) {
+        tt_tape_fail(tape, TT_ERR_ARG, "backward: loss is NULL");
+        return tape->error.status;
+    }
+    char label[TT_LABEL_MAX];
+    tt_tensor_label(loss, "loss", label);
+    if (loss->tape != tape || loss->producer == NULL) {
+        tt_tape_fail(tape, TT_ERR_ARG, "backward: %s is not the output of an op on this tape",
+                     label);
+        return tape->error.status;
+    }
+    if (loss->rows != 1 || loss->cols != 1) {
+        tt_tape_fail(tape, TT_ERR_SHAPE, "backward: %s is %zux%zu but must be 1x1", label,
+                     loss->rows, loss->cols);
+        return tape->error.status;
+    }
+    if (!loss->requires_grad) {
+        tt_tape_fail(tape, TT_ERR_STATE,
+                     "backward: %s does not depend on any tensor that requires a gradient",
+                     label);
+        return tape->error.status;
+    }
+
+    if (!prepare_gradients(tape, loss->position))
+        return tape->error.status;
+    loss->grad[0] = 1;
+
+    /* Reverse record order is a valid order for the chain rule: an op's
+     * output gradient is complete once every later op has added to it. */
+    for (size_t position = loss->position + 1; position-- > 0;) {
+        const tt_record *record = &tape->records[position];
+        if (record->output->requires_grad)
+            record->op->backward(record);
+    }
+    return TT_OK;
+}

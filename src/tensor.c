@@ -1,0 +1,168 @@
+/* Caller-owned tensors, accessors shared with tape tensors, and labels for
+ * error messages. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size)
+{
+    if (rows == 0 || cols == 0)
+        return false;
+    if (rows > SIZE_MAX / cols || rows * cols > SIZE_MAX / element_size)
+        return false;
+    *size = rows * cols;
+    return true;
+}
+
+void tt_tensor_label(const tt_tensor *t, const char *role, char label[TT_LABEL_MAX])
+{
+    if (t->name != NULL)
+        snprintf(label, TT_LABEL_MAX, "%s (%s)", role, t->name);
+    else if (t->producer != NULL)
+        snprintf(label, TT_LABEL_MAX, "%s (%s@%zu)", role, t->producer->name, t->position);
+    else
+        snprintf(label, TT_LABEL_MAX, "%s", role);
+}
+
+static tt_tensor *tensor_new(size_t rows, size_t cols, const char *name, const char *caller,
+                             tt_error *err)
+{
+    size_t size;
+    if (!tt_shape_size(rows, cols, sizeof(tt_real), &size)) {
+        tt_error_set(err, TT_ERR_ARG,
+                     "%s: invalid shape %zux%zu; both sizes must be at least 1 and their "
+                     "product must fit in memory",
+                     caller, rows, cols);
+        return NULL;
+    }
+
+    tt_tensor *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        goto nomem;
+    t->rows = rows;
+    t->cols = cols;
+    t->data = calloc(size, sizeof(tt_real));
+    if (t->data == NULL)
+        goto nomem;
+    if (name != NULL) {
+        t->name = malloc(strlen(name) + 1);
+        if (t->name == NULL)
+            goto nomem;
+        strcpy(t->name, name);
+    }
+    return t;
+
+nomem:
+    tt_tensor_free(t);
+    tt_error_set(err, TT_ERR_NOMEM, "%s: out of memory for a %zux%zu tensor", caller, rows, cols);
+    return NULL;
+}
+
+tt_tensor *tt_tensor_new(size_t rows, size_t cols, const char *name, tt_error *err)
+{
+    return tensor_new(rows, cols, name, "tt_tensor_new", err);
+}
+
+tt_tensor *tt_tensor_from_data(size_t rows, size_t cols, const tt_real *data, const char *name,
+                               tt_error *err)
+{
+    if (data == NULL) {
+        tt_error_set(err, TT_ERR_ARG, "tt_tensor_from_data: data is NULL");
+        return NULL;
+    }
+    tt_tensor *t = tensor_new(rows, cols, name, "tt_tensor_from_data", err);
+    if (t != NULL)
+        memcpy(t->data, data, tt_tensor_size(t) * sizeof(tt_real));
+    return t;
+}
+
+void tt_tensor_free(tt_tensor *tensor)
+{
+    if (tensor == NULL || tensor->tape != NULL)
+        return;
+    free(tensor->data);
+    free(tensor->grad);
+    free(tensor->name);
+    free(tensor);
+}
+
+tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err)
+{
+    if (tensor == NULL) {
+        tt_error_set(err, TT_ERR_ARG, "tt_tensor_require_grad: tensor is NULL");
+        return TT_ERR_ARG;
+    }
+    if (tensor->tape != NULL) {
+        char label[TT_LABEL_MAX];
+        tt_tensor_label(tensor, "tensor", label);
+        tt_error_set(err, TT_ERR_ARG,
+                     "tt_tensor_require_grad: %s belongs to a tape; only caller-owned tensors "
+                     "can be given a gradient",
+                     label);
+        return TT_ERR_ARG;
+    }
+    if (tensor->grad != NULL)
+        return TT_OK;
+
+    tensor->grad = calloc(tt_tensor_size(tensor), sizeof(tt_real));
+    if (tensor->grad == NULL) {
+        tt_error_set(err, TT_ERR_NOMEM, "tt_tensor_require_grad: out of memory for a %zux%zu gradient",
+                     tensor->rows, tensor->cols);
+        return TT_ERR_NOMEM;
+    }
+    tensor->requires_grad = true;
+    return TT_OK;
+}
+
+void tt_tensor_zero_grad(tt_tensor *tensor)
+{
+    if (tensor == NULL || tensor->grad == NULL)
+        return;
+    memset(tensor->grad, 0, tt_tensor_size(tensor) * sizeof(tt_real));
+}
+
+size_t tt_tensor_rows(const tt_tensor *tensor)
+{
+    return tensor == NULL ? 0 : tensor->rows;
+}
+
+size_t tt_tensor_cols(const tt_tensor *tensor)
+{
+    return tensor == NULL ? 0 : tensor->cols;
+}
+
+const char *tt_tensor_name(const tt_tensor *tensor)
+{
+    return tensor == NULL ? NULL : tensor->name;
+}
+
+tt_real *tt_tensor_data(tt_tensor *tensor)
+{
+    return tensor == NULL ? NULL : tensor->data;
+}
+
+tt_real *tt_tensor_grad(tt_tensor *tensor)
+{
+    return tensor == NULL ? NULL : tensor->grad;
+}
+
+void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real high)
+{
+    if (tensor == NULL || rng == NULL)
+        return;
+    size_t size = tt_tensor_size(tensor);
+    for (size_t i = 0; i < size; i++)
+        tensor->data[i] = (tt_real)(low + (high - low) * tt_rng_uniform(rng));
+}
+
+void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real stddev)
+{
+    if (tensor == NULL || rng == NULL)
+        return;
+    size_t size = tt_tensor_size(tensor);
+    for (size_t i = 0; i < size; i++)
+        tensor->data[i] = (tt_real)(mean + stddev * tt_rng_normal(rng));
+}
