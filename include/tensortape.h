@@ -46,6 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tensortape_config.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -54,13 +56,19 @@ extern "C" {
 #define TT_VERSION_MINOR 1
 #define TT_VERSION_PATCH 0
 
-/* Element type of every tensor. */
+/* Element type of every tensor, chosen when the library is built (meson
+ * option `real`): float by default, double with -Dreal=double. */
+#if TT_REAL_IS_DOUBLE
+typedef double tt_real;
+#else
 typedef float tt_real;
+#endif
 
 /* Outcome of a call. TT_OK is zero; every other value is a failure. */
 typedef enum tt_status {
     TT_OK = 0,
-    TT_ERR_ARG,   /* invalid argument: NULL, zero size, or a tensor of another tape */
+    TT_ERR_ARG,   /* invalid argument: NULL, a zero or overflowing size, or a tensor
+                     of another tape */
     TT_ERR_SHAPE, /* operand shapes do not fit the op */
     TT_ERR_RANGE, /* a value is outside its allowed range, e.g. a class label */
     TT_ERR_NOMEM, /* a memory allocation failed */
@@ -150,9 +158,9 @@ tt_real *tt_tensor_data(tt_tensor *tensor);
  * from requires a gradient. */
 tt_real *tt_tensor_grad(tt_tensor *tensor);
 
-/* Fills the tensor with uniform values in [low, high] (high itself only
- * through rounding to tt_real) or with normal values of the given mean and
- * standard deviation, drawn from `rng` in storage order. */
+/* Fills the tensor with uniform values in [low, high) or with normal values
+ * of the given mean and standard deviation, drawn from `rng` in storage
+ * order. */
 void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real high);
 void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real stddev);
 
@@ -191,8 +199,10 @@ tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *n
  * this tape: seeds dL/dloss = 1 and walks the records in reverse, adding into
  * the gradient of every tensor that requires one (see "Gradients" above).
  * Returns the tape's sticky error if it has one, TT_ERR_ARG if `loss` is
- * NULL or not an op output of this tape, TT_ERR_SHAPE if it is not 1 × 1.
- * A failure here is recorded on the tape as well. */
+ * NULL or not an op output of this tape, TT_ERR_SHAPE if it is not 1 × 1,
+ * and TT_ERR_STATE if no tensor it was computed from requires a gradient
+ * (usually a missing tt_tensor_require_grad()). A failure here is recorded
+ * on the tape as well. */
 tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
 
 /* ---- Ops ------------------------------------------------------------------

@@ -49,7 +49,7 @@ static tt_status check_labels(tt_tape *tape, const tt_tensor *logits, const int3
     }
     if (n_labels != logits->cols) {
         tt_tape_fail(tape, TT_ERR_ARG,
-                     "cross_entropy: %s is %zux%zu but %zu labels were given; there must be "
+                     "cross_entropy: %s is %zux%zu but the label count is %zu; there must be "
                      "one label per column",
                      label, logits->rows, logits->cols, n_labels);
         return TT_ERR_ARG;

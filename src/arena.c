@@ -1,9 +1,9 @@
 /* The tape's memory: a bump allocator over a list of chunks.
  *
  * Blocks are never freed one by one. A reset makes the whole arena free
- * again; when the step before needed more than one chunk, the reset replaces
- * the chunks by a single one of their combined capacity, so a step that
- * repeats the previous step's allocations fits without touching the heap. */
+ * again and keeps every chunk. Allocation fills the chunks in list order,
+ * so a step that repeats the previous step's requests lands in the same
+ * chunks at the same offsets and takes nothing from the heap. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -68,18 +68,6 @@ void tt_arena_reset(tt_arena *arena)
 {
     arena->current = arena->first;
     arena->used_in_current = 0;
-    if (arena->first == NULL || arena->first->next == NULL)
-        return;
-
-    size_t total = 0;
-    for (tt_arena_chunk *chunk = arena->first; chunk != NULL; chunk = chunk->next)
-        total += chunk->capacity;
-    tt_arena_chunk *merged = chunk_new(total);
-    if (merged == NULL)
-        return; /* keep the chunks we have; they still serve the next step */
-    chunks_free(arena->first);
-    arena->first = merged;
-    arena->current = merged;
 }
 
 void *tt_arena_alloc(tt_arena *arena, size_t size)

@@ -13,9 +13,8 @@
 typedef struct tt_arena_chunk tt_arena_chunk;
 
 /* A bump allocator over a list of chunks. Allocation never moves earlier
- * blocks; a reset makes all of it free again and, if the last step needed
- * more than one chunk, merges them into one chunk of their total size, so
- * the next step with the same allocations takes nothing from the heap. */
+ * blocks; a reset makes all of it free again but keeps the chunks, so the
+ * next step with the same requests takes nothing from the heap. */
 typedef struct tt_arena {
     tt_arena_chunk *first;
     tt_arena_chunk *current;
@@ -146,7 +145,14 @@ void tt_gemm(bool transpose_a, bool transpose_b, size_t m, size_t n, size_t k,
              size_t ldc, bool accumulate);
 
 /* Math functions of the element type. */
+#if TT_REAL_IS_DOUBLE
+#define TT_EXP exp
+#define TT_LOG log
+#define TT_NEXTAFTER nextafter
+#else
 #define TT_EXP expf
 #define TT_LOG logf
+#define TT_NEXTAFTER nextafterf
+#endif
 
 #endif /* TT_INTERNAL_H */

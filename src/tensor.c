@@ -1,5 +1,6 @@
 /* Caller-owned tensors, accessors shared with tape tensors, and labels for
  * error messages. */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +71,8 @@ tt_tensor *tt_tensor_from_data(size_t rows, size_t cols, const tt_real *data, co
                                tt_error *err)
 {
     if (data == NULL) {
-        tt_error_set(err, TT_ERR_ARG, "tt_tensor_from_data: data is NULL");
+        tt_error_set(err, TT_ERR_ARG, "tt_tensor_from_data: data is NULL for %s (%zux%zu)",
+                     name != NULL ? name : "an unnamed tensor", rows, cols);
         return NULL;
     }
     tt_tensor *t = tensor_new(rows, cols, name, "tt_tensor_from_data", err);
@@ -154,8 +156,13 @@ void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real
     if (tensor == NULL || rng == NULL)
         return;
     size_t size = tt_tensor_size(tensor);
-    for (size_t i = 0; i < size; i++)
-        tensor->data[i] = (tt_real)(low + (high - low) * tt_rng_uniform(rng));
+    for (size_t i = 0; i < size; i++) {
+        tt_real value = (tt_real)(low + (high - low) * tt_rng_uniform(rng));
+        /* Rounding to tt_real can carry a draw just below high up to high. */
+        if (value >= high && high > low)
+            value = TT_NEXTAFTER(high, low);
+        tensor->data[i] = value;
+    }
 }
 
 void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real stddev)
