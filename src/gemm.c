@@ -1,123 +1,315 @@
-/* Matrix products for matmul's forward and backward passes.
+/* Matrix products for matmul's forward and backward passes: a packed,
+ * cache-blocked GEMM in the manner of BLIS.
  *
- * Each transpose case has its own loop order, chosen so that the innermost
- * loop runs over contiguous memory and the compiler can vectorise it
- * without reassociating floating-point sums:
- *   A·B    row of C += A[i,p] · row p of B      (axpy over C's row)
- *   A·Bᵀ   C[i,j] = row i of A · row j of B     (dot product, 8 lanes)
- *   Aᵀ·B   row of C += A[p,i] · row p of B      (axpy over C's row)
- *   Aᵀ·Bᵀ  C[i,j] = column i of A · row j of B  (strided; unused by the ops)
- * The order in which each sum is formed depends only on the shapes, so a
- * result is the same on every run.
+ * Layers, outermost first:
+ *   tt_gemm_run   splits C into column blocks of nc and the sum into
+ *                 blocks of kc; packs a kc × nc block of op(B) into panels
+ *                 of nr columns; for each block of mc rows packs op(A)
+ *                 into panels of mr rows and calls the macro-kernel.
+ *   macro_kernel  walks the mr × nr tiles of that block, handing full
+ *                 tiles to the micro-kernel and routing edge tiles
+ *                 through a small buffer, so micro-kernels never see an
+ *                 edge.
+ *   micro-kernel  computes one mr × nr tile from an mr-row panel of A and
+ *                 an nr-column panel of B, keeping the tile in registers.
  *
- * TODO: these loops reach a fraction of the core's peak; a packed,
- * cache-blocked kernel with register tiles is the planned replacement. */
+ * Packed layouts (k runs along the panel):
+ *   A panel: for p in 0..kc: the mr values op(A)[i0 .. i0+mr, p]
+ *   B panel: for p in 0..kc: the nr values op(B)[p, j0 .. j0+nr]
+ * Rows or columns past the edge of the matrix are packed as zeros.
+ *
+ * Packing reads op(A) and op(B) through a row step and a column step, so
+ * a transposed operand is read in place and never copied out first.
+ *
+ * Order of summation: each element of C is the sum over p in increasing
+ * order, one kc block after another. That order depends only on the shape
+ * and the kernel, never on timing, so every run gives the same bits.
+ * Kernels differ in rounding, since the AVX2 kernel uses fused
+ * multiply-add. */
+#include <stdint.h>
 #include <string.h>
 
 #include "internal.h"
 
-/* Rows of C computed together in the axpy cases, so that each loaded row
- * of B serves this many rows of C. */
-#define ROW_BLOCK 4
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
 
-/* Independent partial sums in a dot product: enough for the compiler to use
- * full vector registers while every sum keeps a fixed order. */
-#define DOT_LANES 8
+/* ---- Portable micro-kernel ------------------------------------------- */
 
-static void clear_rows(tt_real *c, size_t ldc, size_t rows, size_t n)
+#define PORTABLE_MR 4
+#define PORTABLE_NR 8
+
+/* c (mr × nr, row step ldc) = or += a_panel · b_panel over k. */
+static void tile_portable(size_t k, const tt_real *a, const tt_real *b, tt_real *c, size_t ldc,
+                          bool accumulate)
 {
-    for (size_t r = 0; r < rows; r++)
-        memset(c + r * ldc, 0, n * sizeof(tt_real));
+    tt_real acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
+    for (size_t p = 0; p < k; p++) {
+        for (size_t i = 0; i < PORTABLE_MR; i++)
+            for (size_t j = 0; j < PORTABLE_NR; j++)
+                acc[i][j] += a[i] * b[j];
+        a += PORTABLE_MR;
+        b += PORTABLE_NR;
+    }
+    for (size_t i = 0; i < PORTABLE_MR; i++) {
+        tt_real *c_row = c + i * ldc;
+        for (size_t j = 0; j < PORTABLE_NR; j++)
+            c_row[j] = accumulate ? c_row[j] + acc[i][j] : acc[i][j];
+    }
 }
 
-/* C += op(A)·B with B not transposed, for rows [i0, i0 + rows) of C, where
- * the element op(A)[i, p] is at a[i * a_row_step + p * a_col_step]. */
-static void axpy_rows(size_t i0, size_t rows, size_t n, size_t k, const tt_real *a,
-                      size_t a_row_step, size_t a_col_step, const tt_real *b, size_t ldb,
-                      tt_real *c, size_t ldc)
+static bool always_supported(void)
 {
-    if (rows == ROW_BLOCK) {
-        tt_real *c0 = c + (i0 + 0) * ldc;
-        tt_real *c1 = c + (i0 + 1) * ldc;
-        tt_real *c2 = c + (i0 + 2) * ldc;
-        tt_real *c3 = c + (i0 + 3) * ldc;
-        for (size_t p = 0; p < k; p++) {
-            const tt_real *b_row = b + p * ldb;
-            const tt_real a0 = a[(i0 + 0) * a_row_step + p * a_col_step];
-            const tt_real a1 = a[(i0 + 1) * a_row_step + p * a_col_step];
-            const tt_real a2 = a[(i0 + 2) * a_row_step + p * a_col_step];
-            const tt_real a3 = a[(i0 + 3) * a_row_step + p * a_col_step];
-            for (size_t j = 0; j < n; j++) {
-                const tt_real bj = b_row[j];
-                c0[j] += a0 * bj;
-                c1[j] += a1 * bj;
-                c2[j] += a2 * bj;
-                c3[j] += a3 * bj;
+    return true;
+}
+
+/* ---- AVX2 + FMA micro-kernel (float) --------------------------------- */
+
+#if HAVE_X86 && !TT_REAL_IS_DOUBLE
+#define AVX2_MR 6
+#define AVX2_NR 16
+
+/* Twelve accumulators (6 rows × 2 vectors of 8) plus two B vectors and one
+ * broadcast A value use 15 of the 16 ymm registers. */
+__attribute__((target("avx2,fma"))) static void tile_avx2(size_t k, const float *a,
+                                                          const float *b, float *c, size_t ldc,
+                                                          bool accumulate)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+
+    for (size_t p = 0; p < k; p++) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 ai;
+        ai = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(ai, b0, c00);
+        c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(ai, b0, c10);
+        c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(ai, b0, c20);
+        c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(ai, b0, c30);
+        c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(ai, b0, c40);
+        c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(ai, b0, c50);
+        c51 = _mm256_fmadd_ps(ai, b1, c51);
+        a += AVX2_MR;
+        b += AVX2_NR;
+    }
+
+    __m256 rows[AVX2_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                               {c30, c31}, {c40, c41}, {c50, c51}};
+    for (size_t i = 0; i < AVX2_MR; i++) {
+        float *c_row = c + i * ldc;
+        if (accumulate) {
+            rows[i][0] = _mm256_add_ps(rows[i][0], _mm256_loadu_ps(c_row));
+            rows[i][1] = _mm256_add_ps(rows[i][1], _mm256_loadu_ps(c_row + 8));
+        }
+        _mm256_storeu_ps(c_row, rows[i][0]);
+        _mm256_storeu_ps(c_row + 8, rows[i][1]);
+    }
+}
+
+static bool avx2_supported(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+/* ---- Kernel table ---------------------------------------------------- */
+
+/* Fastest first. Block sizes: an A panel (mr × kc) and a B panel
+ * (kc × nr) fit in the L1 cache together, a packed mc × kc block of A in
+ * L2, and nc bounds the packed B block. */
+static const tt_gemm_kernel kernels[] = {
+#if HAVE_X86 && !TT_REAL_IS_DOUBLE
+    {"avx2", AVX2_MR, AVX2_NR, 120, 256, 4080, avx2_supported, tile_avx2},
+#endif
+    {"portable", PORTABLE_MR, PORTABLE_NR, 128, 256, 4096, always_supported, tile_portable},
+};
+
+#define KERNEL_COUNT (sizeof kernels / sizeof kernels[0])
+
+const tt_gemm_kernel *tt_gemm_kernel_at(size_t index)
+{
+    return index < KERNEL_COUNT ? &kernels[index] : NULL;
+}
+
+const tt_gemm_kernel *tt_gemm_kernel_best(void)
+{
+    for (size_t i = 0; i < KERNEL_COUNT; i++)
+        if (kernels[i].supported())
+            return &kernels[i];
+    return &kernels[KERNEL_COUNT - 1];
+}
+
+/* ---- Packing --------------------------------------------------------- */
+
+static size_t round_up(size_t value, size_t multiple)
+{
+    return (value + multiple - 1) / multiple * multiple;
+}
+
+/* Largest mr or nr of any kernel. */
+#define MAX_PANEL 16
+
+/* Packs rows [0, m) × columns [0, k) of a matrix read as x[i*rs + p*cs]
+ * into panels of `mr` rows, padding the last panel with zero rows. Each
+ * step p writes mr consecutive values, so the output is written in order. */
+static void pack_a(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t m, size_t k,
+                   size_t mr)
+{
+    for (size_t i0 = 0; i0 < m; i0 += mr) {
+        const size_t rows = m - i0 < mr ? m - i0 : mr;
+        if (rows == mr && cs == 1) {
+            const tt_real *row[MAX_PANEL];
+            for (size_t i = 0; i < mr; i++)
+                row[i] = x + (i0 + i) * rs;
+            for (size_t p = 0; p < k; p++)
+                for (size_t i = 0; i < mr; i++)
+                    dst[p * mr + i] = row[i][p];
+        } else if (rows == mr && rs == 1) {
+            /* Transposed: the mr values of each step p are contiguous. */
+            for (size_t p = 0; p < k; p++)
+                for (size_t i = 0; i < mr; i++)
+                    dst[p * mr + i] = x[i0 + p * cs + i];
+        } else {
+            for (size_t p = 0; p < k; p++) {
+                const tt_real *column = x + i0 * rs + p * cs;
+                for (size_t i = 0; i < rows; i++)
+                    dst[p * mr + i] = column[i * rs];
+                for (size_t i = rows; i < mr; i++)
+                    dst[p * mr + i] = 0;
             }
         }
-        return;
+        dst += mr * k;
     }
-    for (size_t r = 0; r < rows; r++) {
-        tt_real *c_row = c + (i0 + r) * ldc;
-        for (size_t p = 0; p < k; p++) {
-            const tt_real *b_row = b + p * ldb;
-            const tt_real a_ip = a[(i0 + r) * a_row_step + p * a_col_step];
-            for (size_t j = 0; j < n; j++)
-                c_row[j] += a_ip * b_row[j];
+}
+
+/* Packs rows [0, k) × columns [0, n) of a matrix read as x[p*rs + j*cs]
+ * into panels of `nr` columns, padding the last panel with zero columns. */
+static void pack_b(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t k, size_t n,
+                   size_t nr)
+{
+    for (size_t j0 = 0; j0 < n; j0 += nr) {
+        const size_t cols = n - j0 < nr ? n - j0 : nr;
+        if (cols == nr && cs == 1) {
+            for (size_t p = 0; p < k; p++)
+                for (size_t j = 0; j < nr; j++)
+                    dst[p * nr + j] = x[p * rs + j0 + j];
+        } else if (cols == nr && rs == 1) {
+            /* Transposed: column j of op(B) is contiguous in memory. */
+            const tt_real *column[MAX_PANEL];
+            for (size_t j = 0; j < nr; j++)
+                column[j] = x + (j0 + j) * cs;
+            for (size_t p = 0; p < k; p++)
+                for (size_t j = 0; j < nr; j++)
+                    dst[p * nr + j] = column[j][p];
+        } else {
+            for (size_t p = 0; p < k; p++) {
+                const tt_real *row = x + p * rs + j0 * cs;
+                for (size_t j = 0; j < cols; j++)
+                    dst[p * nr + j] = row[j * cs];
+                for (size_t j = cols; j < nr; j++)
+                    dst[p * nr + j] = 0;
+            }
+        }
+        dst += nr * k;
+    }
+}
+
+/* ---- Macro-kernel and driver ----------------------------------------- */
+
+/* Largest mr × nr of any kernel, for the edge-tile buffer. */
+#define MAX_TILE (MAX_PANEL * MAX_PANEL)
+
+static void macro_kernel(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k,
+                         const tt_real *a_pack, const tt_real *b_pack, tt_real *c, size_t ldc,
+                         bool accumulate)
+{
+    const size_t mr = kernel->mr;
+    const size_t nr = kernel->nr;
+    for (size_t j0 = 0; j0 < n; j0 += nr) {
+        const size_t cols = n - j0 < nr ? n - j0 : nr;
+        const tt_real *b_panel = b_pack + (j0 / nr) * nr * k;
+        for (size_t i0 = 0; i0 < m; i0 += mr) {
+            const size_t rows = m - i0 < mr ? m - i0 : mr;
+            const tt_real *a_panel = a_pack + (i0 / mr) * mr * k;
+            tt_real *c_tile = c + i0 * ldc + j0;
+            if (rows == mr && cols == nr) {
+                kernel->tile(k, a_panel, b_panel, c_tile, ldc, accumulate);
+                continue;
+            }
+            tt_real edge[MAX_TILE];
+            kernel->tile(k, a_panel, b_panel, edge, nr, false);
+            for (size_t i = 0; i < rows; i++)
+                for (size_t j = 0; j < cols; j++)
+                    c_tile[i * ldc + j] = accumulate ? c_tile[i * ldc + j] + edge[i * nr + j]
+                                                     : edge[i * nr + j];
         }
     }
 }
 
-/* Dot product of two contiguous vectors of length k, in DOT_LANES partial
- * sums that are added in a fixed order at the end. */
-static tt_real dot(const tt_real *x, const tt_real *y, size_t k)
+size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k)
 {
-    tt_real lanes[DOT_LANES] = {0};
-    size_t p = 0;
-    for (; p + DOT_LANES <= k; p += DOT_LANES)
-        for (size_t l = 0; l < DOT_LANES; l++)
-            lanes[l] += x[p + l] * y[p + l];
-    for (size_t l = 0; p < k; p++, l++)
-        lanes[l] += x[p] * y[p];
-
-    tt_real sum = 0;
-    for (size_t l = 0; l < DOT_LANES; l++)
-        sum += lanes[l];
-    return sum;
+    const size_t kc = k < kernel->kc ? k : kernel->kc;
+    const size_t mc = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
+    const size_t nc = round_up(n < kernel->nc ? n : kernel->nc, kernel->nr);
+    /* One packed A block and one packed B block, each padded so that the
+     * B block starts on a 32-byte boundary for aligned vector loads. */
+    return round_up(mc * kc, 8) + nc * kc;
 }
 
-void tt_gemm(bool transpose_a, bool transpose_b, size_t m, size_t n, size_t k,
-             const tt_real *a, size_t lda, const tt_real *b, size_t ldb, tt_real *c,
-             size_t ldc, bool accumulate)
+void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_a,
+                 bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
+                 const tt_real *b, size_t ldb, tt_real *c, size_t ldc, bool accumulate)
 {
-    if (!accumulate)
-        clear_rows(c, ldc, m, n);
-
-    if (!transpose_b) {
-        /* op(A)[i, p] is A[i, p] or, transposed, A[p, i]. */
-        const size_t a_row_step = transpose_a ? 1 : lda;
-        const size_t a_col_step = transpose_a ? lda : 1;
-        size_t i = 0;
-        for (; i + ROW_BLOCK <= m; i += ROW_BLOCK)
-            axpy_rows(i, ROW_BLOCK, n, k, a, a_row_step, a_col_step, b, ldb, c, ldc);
-        if (i < m)
-            axpy_rows(i, m - i, n, k, a, a_row_step, a_col_step, b, ldb, c, ldc);
+    if (k == 0) {
+        if (!accumulate)
+            for (size_t i = 0; i < m; i++)
+                memset(c + i * ldc, 0, n * sizeof(tt_real));
         return;
     }
+    /* op(A)[i, p] = a[i*a_rs + p*a_cs]; op(B)[p, j] = b[p*b_rs + j*b_cs]. */
+    const size_t a_rs = transpose_a ? 1 : lda;
+    const size_t a_cs = transpose_a ? lda : 1;
+    const size_t b_rs = transpose_b ? 1 : ldb;
+    const size_t b_cs = transpose_b ? ldb : 1;
 
-    if (!transpose_a) {
-        for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j++)
-                c[i * ldc + j] += dot(a + i * lda, b + j * ldb, k);
-        return;
-    }
+    const size_t kc_max = k < kernel->kc ? k : kernel->kc;
+    const size_t mc_max = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
+    tt_real *a_pack = scratch;
+    tt_real *b_pack = scratch + round_up(mc_max * kc_max, 8);
 
-    for (size_t i = 0; i < m; i++) {
-        for (size_t j = 0; j < n; j++) {
-            tt_real sum = 0;
-            for (size_t p = 0; p < k; p++)
-                sum += a[p * lda + i] * b[j * ldb + p];
-            c[i * ldc + j] += sum;
+    for (size_t jc = 0; jc < n; jc += kernel->nc) {
+        const size_t nc = n - jc < kernel->nc ? n - jc : kernel->nc;
+        for (size_t pc = 0; pc < k; pc += kernel->kc) {
+            const size_t kc = k - pc < kernel->kc ? k - pc : kernel->kc;
+            /* The first kc block overwrites C unless the caller accumulates;
+             * later blocks add to what the earlier ones wrote. */
+            const bool add = accumulate || pc > 0;
+            pack_b(b_pack, b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, kernel->nr);
+            for (size_t ic = 0; ic < m; ic += kernel->mc) {
+                const size_t mc = m - ic < kernel->mc ? m - ic : kernel->mc;
+                pack_a(a_pack, a + ic * a_rs + pc * a_cs, a_rs, a_cs, mc, kc, kernel->mr);
+                macro_kernel(kernel, mc, nc, kc, a_pack, b_pack, c + ic * ldc + jc, ldc, add);
+            }
         }
     }
 }

@@ -67,6 +67,45 @@ void tt_tensor_label(const tt_tensor *t, const char *role, char label[TT_LABEL_M
  * product (or the product times `element_size`) overflows size_t. */
 bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size);
 
+/* ---- Matrix product (src/gemm.c) -------------------------------------- */
+
+/* A GEMM micro-kernel and the block sizes that suit it. `tile` computes
+ * one mr × nr tile of C from a packed A panel (mr values per step of k)
+ * and a packed B panel (nr values per step): C = A·B, or C += A·B when
+ * accumulate is true, with C's rows ldc elements apart. */
+typedef struct tt_gemm_kernel {
+    const char *name;
+    size_t mr, nr; /* register tile */
+    size_t mc, kc, nc; /* cache blocks: rows of A, steps of k, columns of B */
+    bool (*supported)(void);
+    void (*tile)(size_t k, const tt_real *a_panel, const tt_real *b_panel, tt_real *c,
+                 size_t ldc, bool accumulate);
+} tt_gemm_kernel;
+
+/* The kernel at `index` in the table, fastest first, whether or not this
+ * CPU supports it; NULL past the end. */
+const tt_gemm_kernel *tt_gemm_kernel_at(size_t index);
+
+/* The fastest kernel this CPU supports. */
+const tt_gemm_kernel *tt_gemm_kernel_best(void);
+
+/* Number of tt_real elements of scratch that tt_gemm_run needs for an
+ * m × n × k product with `kernel`. */
+size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k);
+
+/* General matrix product on row-major storage:
+ *     C = op(A)·op(B)        when accumulate is false,
+ *     C += op(A)·op(B)       when accumulate is true,
+ * where op(X) is X or Xᵀ. op(A) is m × k, op(B) is k × n, C is m × n.
+ * A is stored as m × k (transpose_a false) or k × m (true), and likewise B
+ * as k × n or n × k; each leading dimension is the stored row length.
+ * When accumulate is false C is overwritten and never read, so it may hold
+ * NaN or garbage. `scratch` holds tt_gemm_scratch_size() elements and is
+ * aligned to TT_ARENA_ALIGN bytes. */
+void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_a,
+                 bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
+                 const tt_real *b, size_t ldb, tt_real *c, size_t ldc, bool accumulate);
+
 /* ---- Tape records ----------------------------------------------------- */
 
 #define TT_MAX_INPUTS 2
@@ -96,6 +135,9 @@ struct tt_tape {
     size_t length;
     size_t capacity;
     tt_error error; /* sticky: the first failure since the last reset */
+    const tt_gemm_kernel *gemm_kernel;
+    tt_real *gemm_scratch; /* packing space for matrix products, kept across resets */
+    size_t gemm_scratch_size;
 };
 
 /* Records `status` and a printf-style message as the tape's error unless
@@ -126,23 +168,14 @@ tt_tensor *tt_op_output(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[
  * TT_ERR_NOMEM naming the op and returns NULL. */
 void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size);
 
+/* Makes sure the tape's GEMM scratch holds at least `size` elements, so
+ * that the op's forward and backward products cannot fail for want of it.
+ * On failure records TT_ERR_NOMEM naming the op and returns false. */
+bool tt_op_reserve_gemm_scratch(tt_tape *tape, const tt_op *op, size_t size);
+
 /* Appends the record. tt_op_begin has already made room, so it cannot fail. */
 void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
                   tt_tensor *output, void *saved);
-
-/* ---- Kernels ---------------------------------------------------------- */
-
-/* General matrix product on row-major storage:
- *     C = op(A)·op(B)        when accumulate is false,
- *     C += op(A)·op(B)       when accumulate is true,
- * where op(X) is X or Xᵀ. op(A) is m × k, op(B) is k × n, C is m × n.
- * A is stored as m × k (transpose_a false) or k × m (true), and likewise B
- * as k × n or n × k; each leading dimension is the stored row length.
- * When accumulate is false C is overwritten and never read, so it may hold
- * NaN or garbage. */
-void tt_gemm(bool transpose_a, bool transpose_b, size_t m, size_t n, size_t k,
-             const tt_real *a, size_t lda, const tt_real *b, size_t ldb, tt_real *c,
-             size_t ldc, bool accumulate);
 
 /* Math functions of the element type. */
 #if TT_REAL_IS_DOUBLE

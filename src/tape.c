@@ -1,5 +1,6 @@
 /* The tape: records of the ops run on it, the sticky error, and the
  * backward pass that walks the records in reverse. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,6 +18,7 @@ tt_tape *tt_tape_new(tt_error *err)
     }
     tt_arena_init(&tape->arena);
     tape->error.status = TT_OK;
+    tape->gemm_kernel = tt_gemm_kernel_best();
     return tape;
 }
 
@@ -26,6 +28,7 @@ void tt_tape_free(tt_tape *tape)
         return;
     tt_arena_release(&tape->arena);
     free(tape->records);
+    free(tape->gemm_scratch);
     free(tape);
 }
 
@@ -181,6 +184,28 @@ void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size)
         tt_tape_fail(tape, TT_ERR_NOMEM, "%s: out of memory for %zu bytes of saved state",
                      op->name, size);
     return saved;
+}
+
+bool tt_op_reserve_gemm_scratch(tt_tape *tape, const tt_op *op, size_t size)
+{
+    if (size <= tape->gemm_scratch_size)
+        return true;
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
+    const size_t align_elements = TT_ARENA_ALIGN / sizeof(tt_real);
+    size_t rounded = (size + align_elements - 1) / align_elements * align_elements;
+    tt_real *scratch = rounded > SIZE_MAX / sizeof(tt_real)
+                           ? NULL
+                           : aligned_alloc(TT_ARENA_ALIGN, rounded * sizeof(tt_real));
+    if (scratch == NULL) {
+        tt_tape_fail(tape, TT_ERR_NOMEM,
+                     "%s: out of memory for %zu elements of matrix-product scratch", op->name,
+                     size);
+        return false;
+    }
+    free(tape->gemm_scratch);
+    tape->gemm_scratch = scratch;
+    tape->gemm_scratch_size = rounded;
+    return true;
 }
 
 void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],

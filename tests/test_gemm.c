@@ -1,0 +1,219 @@
+/* The packed GEMM (src/gemm.c) against a plain reference, for every kernel
+ * this CPU supports, every transpose case and odd shapes on both sides of
+ * the kernels' tile and block sizes.
+ *
+ * Error bound: a sum of k products computed in tt_real with any order of
+ * additions (and with or without fused multiply-add) differs from the exact
+ * sum by at most about k·ε·Σ_p |a_ip·b_pj|, with ε the machine epsilon of
+ * tt_real. The tests allow twice that, plus the same bound for the value
+ * already in C when accumulating. A missing, repeated or misplaced term
+ * breaks the bound by far, since it is off by a whole product. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "internal.h"
+
+/* Sizes for every dimension: 1, below and above the AVX2 tile sizes (6 and
+ * 16) and the portable ones (4 and 8), and above the 256-step k block. */
+static const size_t sizes[] = {1, 7, 17, 63, 65, 257};
+
+#define SIZE_COUNT (sizeof sizes / sizeof sizes[0])
+
+/* Value that C holds before a product that overwrites it: a NaN, so that a
+ * kernel that reads C instead of overwriting it is caught. */
+#define UNWRITTEN_C NAN
+
+typedef struct gemm_case {
+    bool transpose_a;
+    bool transpose_b;
+    size_t m, n, k;
+    bool accumulate;
+} gemm_case;
+
+static tt_real *random_values(tt_rng *rng, size_t count)
+{
+    tt_real *values = malloc((count > 0 ? count : 1) * sizeof *values);
+    ck_assert_ptr_nonnull(values);
+    for (size_t i = 0; i < count; i++)
+        values[i] = (tt_real)(2.0 * tt_rng_uniform(rng) - 1.0);
+    return values;
+}
+
+static tt_real *aligned_scratch(size_t elements)
+{
+    size_t bytes = (elements * sizeof(tt_real) + TT_ARENA_ALIGN - 1) / TT_ARENA_ALIGN *
+                   TT_ARENA_ALIGN;
+    tt_real *scratch = aligned_alloc(TT_ARENA_ALIGN, bytes > 0 ? bytes : TT_ARENA_ALIGN);
+    ck_assert_ptr_nonnull(scratch);
+    return scratch;
+}
+
+/* Runs one product with `kernel` and checks every element of C against the
+ * reference sum and its error bound. Stored shapes: A is m × k, or k × m
+ * when transposed; B is k × n, or n × k. */
+static void check_case(const tt_gemm_kernel *kernel, gemm_case g, tt_rng *rng)
+{
+    const size_t lda = g.transpose_a ? g.m : g.k;
+    const size_t ldb = g.transpose_b ? g.k : g.n;
+    tt_real *a = random_values(rng, g.m * g.k);
+    tt_real *b = random_values(rng, g.k * g.n);
+    tt_real *c_before = random_values(rng, g.m * g.n);
+    tt_real *c = malloc(g.m * g.n * sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    for (size_t i = 0; i < g.m * g.n; i++)
+        c[i] = g.accumulate ? c_before[i] : (tt_real)UNWRITTEN_C;
+    tt_real *scratch = aligned_scratch(tt_gemm_scratch_size(kernel, g.m, g.n, g.k));
+
+    tt_gemm_run(kernel, scratch, g.transpose_a, g.transpose_b, g.m, g.n, g.k, a, lda, b, ldb, c,
+                g.n, g.accumulate);
+
+    /* Check's assertions are slow (each one talks to the parent process),
+     * so the loops only find the first element outside its bound. */
+    bool within_bounds = true;
+    size_t bad_i = 0, bad_j = 0;
+    double bad_got = 0, bad_want = 0, bad_bound = 0;
+    for (size_t i = 0; i < g.m && within_bounds; i++) {
+        for (size_t j = 0; j < g.n && within_bounds; j++) {
+            double sum = g.accumulate ? (double)c_before[i * g.n + j] : 0.0;
+            double magnitude = fabs(sum);
+            for (size_t p = 0; p < g.k; p++) {
+                double a_ip = g.transpose_a ? a[p * lda + i] : a[i * lda + p];
+                double b_pj = g.transpose_b ? b[j * ldb + p] : b[p * ldb + j];
+                sum += a_ip * b_pj;
+                magnitude += fabs(a_ip * b_pj);
+            }
+            double bound = 2.0 * (double)(g.k + 1) * EPSILON_REAL * magnitude;
+            double got = c[i * g.n + j];
+            /* Written so that a NaN result fails. */
+            if (!(fabs(got - sum) <= bound)) {
+                within_bounds = false;
+                bad_i = i;
+                bad_j = j;
+                bad_got = got;
+                bad_want = sum;
+                bad_bound = bound;
+            }
+        }
+    }
+    ck_assert_msg(within_bounds,
+                  "kernel %s, %s%s m=%zu n=%zu k=%zu%s: C[%zu,%zu] is %.9g, want %.9g "
+                  "(allowed error %.3g)",
+                  kernel->name, g.transpose_a ? "A^T" : "A", g.transpose_b ? "B^T" : "B", g.m,
+                  g.n, g.k, g.accumulate ? " accumulating" : "", bad_i, bad_j, bad_got, bad_want,
+                  bad_bound);
+
+    free(a);
+    free(b);
+    free(c_before);
+    free(c);
+    free(scratch);
+}
+
+/* Indices in the kernel table of the kernels this CPU supports. Tests run
+ * once per entry, so a kernel the CPU lacks is never reported as passed. */
+static size_t supported_kernels[8];
+static size_t supported_count;
+
+/* Checks every combination of sizes for one transpose case, with the
+ * kernel at position `position` of supported_kernels. */
+static void check_transpose_case(size_t position, bool transpose_a, bool transpose_b)
+{
+    const tt_gemm_kernel *kernel = tt_gemm_kernel_at(supported_kernels[position]);
+
+    tt_rng rng;
+    tt_rng_seed(&rng, 7 + 2 * transpose_a + transpose_b);
+    for (size_t im = 0; im < SIZE_COUNT; im++) {
+        for (size_t in = 0; in < SIZE_COUNT; in++) {
+            for (size_t ik = 0; ik < SIZE_COUNT; ik++) {
+                gemm_case g = {transpose_a, transpose_b, sizes[im], sizes[in], sizes[ik], false};
+                check_case(kernel, g, &rng);
+                /* Accumulating shares every loop with overwriting but the
+                 * first k block's; one size in three keeps the suite fast
+                 * under valgrind. */
+                if ((im + in + ik) % 3 == 0) {
+                    g.accumulate = true;
+                    check_case(kernel, g, &rng);
+                }
+            }
+        }
+    }
+}
+
+START_TEST(gemm_matches_reference_for_a_b)
+{
+    check_transpose_case((size_t)_i, false, false);
+}
+END_TEST
+
+START_TEST(gemm_matches_reference_for_a_bt)
+{
+    check_transpose_case((size_t)_i, false, true);
+}
+END_TEST
+
+START_TEST(gemm_matches_reference_for_at_b)
+{
+    check_transpose_case((size_t)_i, true, false);
+}
+END_TEST
+
+START_TEST(gemm_matches_reference_for_at_bt)
+{
+    check_transpose_case((size_t)_i, true, true);
+}
+END_TEST
+
+START_TEST(gemm_with_k_zero_clears_or_keeps_c)
+{
+    const tt_gemm_kernel *kernel = tt_gemm_kernel_at(supported_kernels[_i]);
+    tt_real c[6] = {1, 2, 3, 4, 5, 6};
+    tt_real scratch[1];
+
+    tt_gemm_run(kernel, scratch, false, false, 2, 3, 0, NULL, 0, NULL, 3, c, 3, true);
+    for (size_t i = 0; i < 6; i++)
+        ck_assert_msg(c[i] == (tt_real)(i + 1), "accumulating kept c[%zu] = %g", i, (double)c[i]);
+
+    tt_gemm_run(kernel, scratch, false, false, 2, 3, 0, NULL, 0, NULL, 3, c, 3, false);
+    for (size_t i = 0; i < 6; i++)
+        ck_assert_msg(c[i] == 0, "overwriting left c[%zu] = %g", i, (double)c[i]);
+}
+END_TEST
+
+START_TEST(gemm_best_kernel_is_supported)
+{
+    const tt_gemm_kernel *best = tt_gemm_kernel_best();
+    ck_assert_ptr_nonnull(best);
+    ck_assert_msg(best->supported(), "best kernel %s is not supported", best->name);
+}
+END_TEST
+
+static Suite *gemm_suite(void)
+{
+    for (size_t index = 0; tt_gemm_kernel_at(index) != NULL; index++) {
+        const tt_gemm_kernel *kernel = tt_gemm_kernel_at(index);
+        if (kernel->supported() && supported_count < sizeof supported_kernels / sizeof(size_t))
+            supported_kernels[supported_count++] = index;
+        else
+            printf("gemm: kernel %s is not supported by this CPU and is not tested\n",
+                   kernel->name);
+    }
+    const int count = (int)supported_count;
+
+    Suite *suite = suite_create("gemm");
+    TCase *reference = add_test_case(suite, "reference");
+    tcase_add_loop_test(reference, gemm_matches_reference_for_a_b, 0, count);
+    tcase_add_loop_test(reference, gemm_matches_reference_for_a_bt, 0, count);
+    tcase_add_loop_test(reference, gemm_matches_reference_for_at_b, 0, count);
+    tcase_add_loop_test(reference, gemm_matches_reference_for_at_bt, 0, count);
+    tcase_add_loop_test(reference, gemm_with_k_zero_clears_or_keeps_c, 0, count);
+    tcase_add_test(reference, gemm_best_kernel_is_supported);
+    return suite;
+}
+
+int main(void)
+{
+    return run_suite(gemm_suite());
+}
