@@ -168,8 +168,10 @@ void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real
 
 typedef struct tt_tape tt_tape;
 
-/* Creates an empty tape. Its memory grows as ops need it; nothing has to be
- * sized in advance. Returns NULL and fills `err` if memory runs out. */
+/* Creates an empty tape, using one thread per online CPU for matrix
+ * products (see tt_tape_set_threads). Its memory grows as ops need it;
+ * nothing has to be sized in advance. Returns NULL and fills `err` if
+ * memory runs out or the threads cannot start. */
 tt_tape *tt_tape_new(tt_error *err);
 
 /* Frees the tape and every tensor it owns. NULL is ignored. */
@@ -179,6 +181,22 @@ void tt_tape_free(tt_tape *tape);
  * the memory for reuse: a training step that repeats the previous step's
  * ops takes nothing from the heap. Leaf tensors are not touched. */
 void tt_tape_reset(tt_tape *tape);
+
+/* Maximum number of threads a tape can use. */
+#define TT_MAX_THREADS 256
+
+/* Sets how many threads this tape's matrix products use, counting the
+ * calling thread; 0 means one per online CPU, which is also what a new
+ * tape uses. Results are bitwise identical for every thread count: each
+ * thread computes whole tiles of the output with the same sums in the same
+ * order. Only matrix products are split; other ops run on the calling
+ * thread. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
+ * TT_ERR_NOMEM, keeping the previous count, if the threads cannot start.
+ * Do not call it while another thread runs an op on this tape. */
+tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err);
+
+/* Number of threads this tape's matrix products use; 0 for NULL. */
+size_t tt_tape_threads(const tt_tape *tape);
 
 /* TT_OK, or the status of the first failure since the last reset. */
 tt_status tt_tape_status(const tt_tape *tape);

@@ -26,49 +26,51 @@ static tt_status check_shapes(tt_tape *tape, const tt_tensor *a, const tt_tensor
 }
 
 /* c (m × n) = a (m × k) · b (k × n); overwrites c. */
-static void matmul_forward(const tt_gemm_kernel *kernel, tt_real *scratch, tt_real *c,
-                           const tt_real *a, const tt_real *b, size_t m, size_t k, size_t n)
+static void matmul_forward(const tt_tape *tape, tt_real *c, const tt_real *a, const tt_real *b,
+                           size_t m, size_t k, size_t n)
 {
-    tt_gemm_run(kernel, scratch, false, false, m, n, k, a, k, b, n, c, n, false);
+    tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, false, false, m, n, k, a, k, b, n,
+            c, n, false);
 }
 
 /* da (m × k) += dc·bᵀ and db (k × n) += aᵀ·dc; a NULL gradient is skipped. */
-static void matmul_backward(const tt_gemm_kernel *kernel, tt_real *scratch, tt_real *da,
-                            tt_real *db, const tt_real *dc, const tt_real *a, const tt_real *b,
-                            size_t m, size_t k, size_t n)
+static void matmul_backward(const tt_tape *tape, tt_real *da, tt_real *db, const tt_real *dc,
+                            const tt_real *a, const tt_real *b, size_t m, size_t k, size_t n)
 {
     if (da != NULL)
-        tt_gemm_run(kernel, scratch, false, true, m, k, n, dc, n, b, n, da, k, true);
+        tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, false, true, m, k, n, dc, n, b,
+                n, da, k, true);
     if (db != NULL)
-        tt_gemm_run(kernel, scratch, true, false, k, n, m, a, k, dc, n, db, n, true);
+        tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, true, false, k, n, m, a, k, dc,
+                n, db, n, true);
 }
 
 static void matmul_tape_backward(const tt_record *record)
 {
     const tt_tensor *a = record->inputs[0];
     const tt_tensor *b = record->inputs[1];
-    const tt_tape *tape = record->output->tape;
-    matmul_backward(tape->gemm_kernel, tape->gemm_scratch, a->grad, b->grad,
-                    record->output->grad, a->data, b->data, a->rows, a->cols, b->cols);
+    matmul_backward(record->output->tape, a->grad, b->grad, record->output->grad, a->data,
+                    b->data, a->rows, a->cols, b->cols);
 }
 
 static const tt_op matmul_op = {"matmul", 2, matmul_tape_backward};
 
 /* Scratch elements that the forward product and the backward products that
  * will run need, so that backward never has to allocate. */
-static size_t scratch_needed(const tt_gemm_kernel *kernel, const tt_tensor *a,
-                             const tt_tensor *b)
+static size_t scratch_needed(const tt_tape *tape, const tt_tensor *a, const tt_tensor *b)
 {
+    const tt_gemm_kernel *kernel = tape->gemm_kernel;
+    const size_t threads = tt_pool_threads(tape->pool);
     const size_t m = a->rows;
     const size_t k = a->cols;
     const size_t n = b->cols;
-    size_t size = tt_gemm_scratch_size(kernel, m, n, k);
+    size_t size = tt_gemm_scratch_total(kernel, threads, m, n, k);
     if (a->requires_grad) {
-        size_t da_size = tt_gemm_scratch_size(kernel, m, k, n);
+        size_t da_size = tt_gemm_scratch_total(kernel, threads, m, k, n);
         size = da_size > size ? da_size : size;
     }
     if (b->requires_grad) {
-        size_t db_size = tt_gemm_scratch_size(kernel, k, n, m);
+        size_t db_size = tt_gemm_scratch_total(kernel, threads, k, n, m);
         size = db_size > size ? db_size : size;
     }
     return size;
@@ -82,14 +84,13 @@ tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b)
         return NULL;
     if (check_shapes(tape, a, b) != TT_OK)
         return NULL;
-    if (!tt_op_reserve_gemm_scratch(tape, &matmul_op, scratch_needed(tape->gemm_kernel, a, b)))
+    if (!tt_op_reserve_gemm_scratch(tape, &matmul_op, scratch_needed(tape, a, b)))
         return NULL;
 
     tt_tensor *c = tt_op_output(tape, &matmul_op, inputs, a->rows, b->cols);
     if (c == NULL)
         return NULL;
-    matmul_forward(tape->gemm_kernel, tape->gemm_scratch, c->data, a->data, b->data, a->rows,
-                   a->cols, b->cols);
+    matmul_forward(tape, c->data, a->data, b->data, a->rows, a->cols, b->cols);
     tt_op_record(tape, &matmul_op, inputs, c, NULL);
     return c;
 }

@@ -172,8 +172,8 @@ static size_t round_up(size_t value, size_t multiple)
 /* Packs rows [0, m) × columns [0, k) of a matrix read as x[i*rs + p*cs]
  * into panels of `mr` rows, padding the last panel with zero rows. Each
  * step p writes mr consecutive values, so the output is written in order. */
-static void pack_a(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t m, size_t k,
-                   size_t mr)
+static inline __attribute__((always_inline)) void
+pack_a_panels(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t m, size_t k, size_t mr)
 {
     for (size_t i0 = 0; i0 < m; i0 += mr) {
         const size_t rows = m - i0 < mr ? m - i0 : mr;
@@ -204,8 +204,8 @@ static void pack_a(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t 
 
 /* Packs rows [0, k) × columns [0, n) of a matrix read as x[p*rs + j*cs]
  * into panels of `nr` columns, padding the last panel with zero columns. */
-static void pack_b(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t k, size_t n,
-                   size_t nr)
+static inline __attribute__((always_inline)) void
+pack_b_panels(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t k, size_t n, size_t nr)
 {
     for (size_t j0 = 0; j0 < n; j0 += nr) {
         const size_t cols = n - j0 < nr ? n - j0 : nr;
@@ -232,6 +232,31 @@ static void pack_b(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t 
         }
         dst += nr * k;
     }
+}
+
+/* The panel widths of the kernels in the table get copies of the packing
+ * loops in which the width is a constant, so the compiler can unroll the
+ * inner loops instead of testing the width at every element. */
+static void pack_a(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t m, size_t k,
+                   size_t mr)
+{
+    if (mr == 6)
+        pack_a_panels(dst, x, rs, cs, m, k, 6);
+    else if (mr == 4)
+        pack_a_panels(dst, x, rs, cs, m, k, 4);
+    else
+        pack_a_panels(dst, x, rs, cs, m, k, mr);
+}
+
+static void pack_b(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t k, size_t n,
+                   size_t nr)
+{
+    if (nr == 16)
+        pack_b_panels(dst, x, rs, cs, k, n, 16);
+    else if (nr == 8)
+        pack_b_panels(dst, x, rs, cs, k, n, 8);
+    else
+        pack_b_panels(dst, x, rs, cs, k, n, nr);
 }
 
 /* ---- Macro-kernel and driver ----------------------------------------- */
@@ -312,4 +337,94 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
             }
         }
     }
+}
+
+/* ---- Splitting a product over threads -------------------------------- */
+
+/* Products with fewer multiply-adds than this run on the calling thread
+ * alone, because waking the workers costs tens of microseconds. This is an
+ * estimate: at about 50 GFLOP/s such a product takes about 40 µs. */
+#define PARALLEL_MIN_MULTIPLY_ADDS ((size_t)1 << 20)
+
+/* Elements between two threads' scratch areas: a whole scratch for the
+ * product, rounded up to keep every area aligned to TT_ARENA_ALIGN. */
+static size_t scratch_stride(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k)
+{
+    return round_up(tt_gemm_scratch_size(kernel, m, n, k), TT_ARENA_ALIGN / sizeof(tt_real));
+}
+
+size_t tt_gemm_scratch_total(const tt_gemm_kernel *kernel, size_t n_threads, size_t m, size_t n,
+                             size_t k)
+{
+    return n_threads * scratch_stride(kernel, m, n, k);
+}
+
+typedef struct gemm_job {
+    const tt_gemm_kernel *kernel;
+    tt_real *scratch;
+    size_t stride; /* scratch elements per part */
+    bool transpose_a, transpose_b;
+    size_t m, n, k;
+    const tt_real *a;
+    size_t lda;
+    const tt_real *b;
+    size_t ldb;
+    tt_real *c;
+    size_t ldc;
+    bool accumulate;
+    bool split_rows; /* parts are row ranges of C, else column ranges */
+    size_t tiles;    /* mr-row or nr-column tiles along the split dimension */
+    size_t parts;
+} gemm_job;
+
+/* Computes part `part` of the job's C: a contiguous range of whole tiles
+ * along the split dimension, with its own scratch. */
+static void gemm_part(void *context, size_t part)
+{
+    const gemm_job *job = context;
+    const size_t tile = job->split_rows ? job->kernel->mr : job->kernel->nr;
+    const size_t extent = job->split_rows ? job->m : job->n;
+    const size_t first = part * job->tiles / job->parts * tile;
+    size_t last = (part + 1) * job->tiles / job->parts * tile;
+    if (last > extent)
+        last = extent;
+    if (first >= last)
+        return;
+
+    tt_real *scratch = job->scratch + part * job->stride;
+    if (job->split_rows) {
+        const tt_real *a = job->a + (job->transpose_a ? first : first * job->lda);
+        tt_gemm_run(job->kernel, scratch, job->transpose_a, job->transpose_b, last - first, job->n,
+                    job->k, a, job->lda, job->b, job->ldb, job->c + first * job->ldc, job->ldc,
+                    job->accumulate);
+    } else {
+        const tt_real *b = job->b + (job->transpose_b ? first * job->ldb : first);
+        tt_gemm_run(job->kernel, scratch, job->transpose_a, job->transpose_b, job->m,
+                    last - first, job->k, job->a, job->lda, b, job->ldb, job->c + first, job->ldc,
+                    job->accumulate);
+    }
+}
+
+void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_a,
+             bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
+             const tt_real *b, size_t ldb, tt_real *c, size_t ldc, bool accumulate)
+{
+    const size_t threads = tt_pool_threads(pool);
+    const size_t row_tiles = (m + kernel->mr - 1) / kernel->mr;
+    const size_t column_tiles = (n + kernel->nr - 1) / kernel->nr;
+    const bool small = m * n < PARALLEL_MIN_MULTIPLY_ADDS / (k > 0 ? k : 1);
+    if (threads == 1 || small || (row_tiles < 2 && column_tiles < 2)) {
+        tt_gemm_run(kernel, scratch, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, c, ldc,
+                    accumulate);
+        return;
+    }
+
+    /* Split the dimension with more tiles; each element of C is still
+     * formed by the same sums in the same order, whatever the split. */
+    gemm_job job = {kernel, scratch, scratch_stride(kernel, m, n, k), transpose_a, transpose_b,
+                    m, n, k, a, lda, b, ldb, c, ldc, accumulate, false, 0, 0};
+    job.split_rows = row_tiles > column_tiles;
+    job.tiles = job.split_rows ? row_tiles : column_tiles;
+    job.parts = job.tiles < threads ? job.tiles : threads;
+    tt_pool_run(pool, job.parts, gemm_part, &job);
 }

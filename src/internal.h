@@ -67,6 +67,28 @@ void tt_tensor_label(const tt_tensor *t, const char *role, char label[TT_LABEL_M
  * product (or the product times `element_size`) overflows size_t. */
 bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size);
 
+/* ---- Thread pool (src/pool.c) ------------------------------------------ */
+
+typedef struct tt_pool tt_pool;
+
+/* One task of a parallel loop: fn(context, task) for task in [0, n_tasks). */
+typedef void (*tt_pool_task_fn)(void *context, size_t task);
+
+/* Starts a pool of n_threads - 1 workers; the thread that calls
+ * tt_pool_run is the n-th. Returns NULL if n_threads is 0 or if memory or
+ * a thread cannot be had. */
+tt_pool *tt_pool_new(size_t n_threads);
+
+/* Stops and joins the workers and frees the pool. NULL is ignored. */
+void tt_pool_free(tt_pool *pool);
+
+/* Number of threads including the caller; 1 for a NULL pool. */
+size_t tt_pool_threads(const tt_pool *pool);
+
+/* Runs every task and returns when all are done. Task t runs on thread
+ * t mod n_threads, in increasing order on each thread. */
+void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context);
+
 /* ---- Matrix product (src/gemm.c) -------------------------------------- */
 
 /* A GEMM micro-kernel and the block sizes that suit it. `tile` computes
@@ -106,6 +128,18 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
                  bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
                  const tt_real *b, size_t ldb, tt_real *c, size_t ldc, bool accumulate);
 
+/* Elements of scratch that tt_gemm needs for an m × n × k product on up to
+ * n_threads threads. */
+size_t tt_gemm_scratch_total(const tt_gemm_kernel *kernel, size_t n_threads, size_t m, size_t n,
+                             size_t k);
+
+/* tt_gemm_run split over the pool's threads by whole tiles of C. Every
+ * element of C gets the same bits for any number of threads. `scratch`
+ * holds tt_gemm_scratch_total() elements for the pool's thread count. */
+void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_a,
+             bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
+             const tt_real *b, size_t ldb, tt_real *c, size_t ldc, bool accumulate);
+
 /* ---- Tape records ----------------------------------------------------- */
 
 #define TT_MAX_INPUTS 2
@@ -138,6 +172,7 @@ struct tt_tape {
     const tt_gemm_kernel *gemm_kernel;
     tt_real *gemm_scratch; /* packing space for matrix products, kept across resets */
     size_t gemm_scratch_size;
+    tt_pool *pool;         /* threads for matrix products; NULL means one thread */
 };
 
 /* Records `status` and a printf-style message as the tape's error unless

@@ -3,11 +3,22 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 /* Records a tape makes room for at first; the array doubles when full. */
 #define FIRST_RECORD_CAPACITY 64
+
+/* Number of threads a tape uses unless told otherwise: one per online CPU,
+ * or one if the system cannot say. */
+static size_t default_thread_count(void)
+{
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1)
+        return 1;
+    return (size_t)online < TT_MAX_THREADS ? (size_t)online : TT_MAX_THREADS;
+}
 
 tt_tape *tt_tape_new(tt_error *err)
 {
@@ -19,7 +30,47 @@ tt_tape *tt_tape_new(tt_error *err)
     tt_arena_init(&tape->arena);
     tape->error.status = TT_OK;
     tape->gemm_kernel = tt_gemm_kernel_best();
+    if (tt_tape_set_threads(tape, 0, err) != TT_OK) {
+        free(tape);
+        return NULL;
+    }
     return tape;
+}
+
+tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err)
+{
+    if (tape == NULL) {
+        tt_error_set(err, TT_ERR_ARG, "tt_tape_set_threads: tape is NULL");
+        return TT_ERR_ARG;
+    }
+    if (n_threads > TT_MAX_THREADS) {
+        tt_error_set(err, TT_ERR_ARG, "tt_tape_set_threads: %zu threads requested; the maximum is %d",
+                     n_threads, TT_MAX_THREADS);
+        return TT_ERR_ARG;
+    }
+    if (n_threads == 0)
+        n_threads = default_thread_count();
+    if (n_threads == tt_pool_threads(tape->pool))
+        return TT_OK;
+
+    tt_pool *pool = NULL;
+    if (n_threads > 1) {
+        pool = tt_pool_new(n_threads);
+        if (pool == NULL) {
+            tt_error_set(err, TT_ERR_NOMEM,
+                         "tt_tape_set_threads: could not start %zu threads; the tape keeps %zu",
+                         n_threads, tt_pool_threads(tape->pool));
+            return TT_ERR_NOMEM;
+        }
+    }
+    tt_pool_free(tape->pool);
+    tape->pool = pool;
+    return TT_OK;
+}
+
+size_t tt_tape_threads(const tt_tape *tape)
+{
+    return tape == NULL ? 0 : tt_pool_threads(tape->pool);
 }
 
 void tt_tape_free(tt_tape *tape)
@@ -29,6 +80,7 @@ void tt_tape_free(tt_tape *tape)
     tt_arena_release(&tape->arena);
     free(tape->records);
     free(tape->gemm_scratch);
+    tt_pool_free(tape->pool);
     free(tape);
 }
 

@@ -182,6 +182,54 @@ START_TEST(gemm_with_k_zero_clears_or_keeps_c)
 }
 END_TEST
 
+/* tt_gemm splits C over a pool's threads by whole tiles. For each shape
+ * and transpose case, every thread count must give exactly the bits that
+ * one thread gives. The shapes are large enough to be split. */
+START_TEST(gemm_threads_give_same_bits)
+{
+    const tt_gemm_kernel *kernel = tt_gemm_kernel_at(supported_kernels[_i]);
+    const size_t shapes[][3] = {{257, 65, 63}, {65, 257, 63}, {100, 100, 257}, {7, 1000, 300}};
+    const size_t thread_counts[] = {2, 3, 5};
+    tt_rng rng;
+    tt_rng_seed(&rng, 99);
+
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const size_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        for (int transpose = 0; transpose < 4; transpose++) {
+            const bool transpose_a = transpose & 1, transpose_b = transpose & 2;
+            const size_t lda = transpose_a ? m : k;
+            const size_t ldb = transpose_b ? k : n;
+            tt_real *a = random_values(&rng, m * k);
+            tt_real *b = random_values(&rng, k * n);
+            tt_real *want = malloc(m * n * sizeof *want);
+            tt_real *got = malloc(m * n * sizeof *got);
+            ck_assert_ptr_nonnull(want);
+            ck_assert_ptr_nonnull(got);
+            tt_real *scratch = aligned_scratch(tt_gemm_scratch_total(kernel, 8, m, n, k));
+            tt_gemm_run(kernel, scratch, transpose_a, transpose_b, m, n, k, a, lda, b, ldb, want,
+                        n, false);
+
+            for (size_t t = 0; t < sizeof thread_counts / sizeof thread_counts[0]; t++) {
+                tt_pool *pool = tt_pool_new(thread_counts[t]);
+                ck_assert_ptr_nonnull(pool);
+                tt_gemm(pool, kernel, scratch, transpose_a, transpose_b, m, n, k, a, lda, b, ldb,
+                        got, n, false);
+                tt_pool_free(pool);
+                ck_assert_msg(memcmp(got, want, m * n * sizeof *got) == 0,
+                              "kernel %s, %zu threads, m=%zu n=%zu k=%zu, transpose case %d: "
+                              "result differs from one thread",
+                              kernel->name, thread_counts[t], m, n, k, transpose);
+            }
+            free(a);
+            free(b);
+            free(want);
+            free(got);
+            free(scratch);
+        }
+    }
+}
+END_TEST
+
 START_TEST(gemm_best_kernel_is_supported)
 {
     const tt_gemm_kernel *best = tt_gemm_kernel_best();
@@ -209,6 +257,7 @@ static Suite *gemm_suite(void)
     tcase_add_loop_test(reference, gemm_matches_reference_for_at_b, 0, count);
     tcase_add_loop_test(reference, gemm_matches_reference_for_at_bt, 0, count);
     tcase_add_loop_test(reference, gemm_with_k_zero_clears_or_keeps_c, 0, count);
+    tcase_add_loop_test(reference, gemm_threads_give_same_bits, 0, count);
     tcase_add_test(reference, gemm_best_kernel_is_supported);
     return suite;
 }

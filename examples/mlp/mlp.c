@@ -64,6 +64,10 @@
 /* Pixels are bytes, so dividing by their maximum maps them to [0, 1]. */
 #define PIXEL_MAX 255.0f
 
+/* A macro's value as a string literal: TEXT_OF(TT_MAX_THREADS) is "256". */
+#define LITERAL_TEXT(x) #x
+#define TEXT_OF(x) LITERAL_TEXT(x)
+
 /* Exit status for invalid command-line options. */
 #define EXIT_USAGE 2
 
@@ -79,6 +83,7 @@ typedef struct options {
     size_t batch;     /* samples per minibatch, also used for evaluation */
     double learning_rate;
     uint64_t seed;
+    size_t threads;   /* threads for matrix products; 0 for one per online CPU */
 } options;
 
 /* The parameters of one layer t. */
@@ -98,7 +103,7 @@ typedef struct model {
 static void print_usage_line(FILE *stream)
 {
     fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X] "
-          "[--seed N] [--help]\n",
+          "[--seed N] [--threads N] [--help]\n",
           stream);
 }
 
@@ -119,6 +124,8 @@ static void print_help(void)
            "  --lr X         SGD learning rate, a positive number (default %g)\n"
            "  --seed N       seed for weight initialisation and shuffling, an integer\n"
            "                 from 0 to 2^64-1 (default %d)\n"
+           "  --threads N    threads for the matrix products, from 1 to %d; results are\n"
+           "                 the same for every count (default: one per online CPU)\n"
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
@@ -129,7 +136,7 @@ static void print_help(void)
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
            DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
-           DEFAULT_LEARNING_RATE, DEFAULT_SEED, EXIT_USAGE);
+           DEFAULT_LEARNING_RATE, DEFAULT_SEED, TT_MAX_THREADS, EXIT_USAGE);
 }
 
 /* Parses a decimal integer from 0 to `max` that fills all of `text`: no
@@ -221,10 +228,11 @@ static bool parse_width_list(const char *text, size_t **widths, size_t *count)
 
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
+                 OPTION_THREADS,
                  OPTION_COUNT };
 
 static const char *const option_names[OPTION_COUNT] = {"data", "hidden", "epochs",
-                                                       "batch", "lr", "seed"};
+                                                       "batch", "lr", "seed", "threads"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
  * if there is none. */
@@ -266,6 +274,14 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         return parse_unsigned(value, UINT64_MAX, &opts->seed)
                    ? NULL
                    : "an integer from 0 to 18446744073709551615";
+    case OPTION_THREADS: {
+        uint64_t threads = 0;
+        if (!parse_unsigned(value, TT_MAX_THREADS, &threads) || threads == 0) {
+            return "an integer from 1 to " TEXT_OF(TT_MAX_THREADS);
+        }
+        opts->threads = (size_t)threads;
+        return NULL;
+    }
     case OPTION_COUNT:
         break;
     }
@@ -284,6 +300,7 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
     opts->batch = DEFAULT_BATCH;
     opts->learning_rate = DEFAULT_LEARNING_RATE;
     opts->seed = DEFAULT_SEED;
+    opts->threads = 0;
     opts->n_hidden = 1;
     opts->hidden = malloc(sizeof *opts->hidden);
     if (opts->hidden == NULL) {
@@ -681,7 +698,7 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     tape = tt_tape_new(&err);
-    if (tape == NULL) {
+    if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK) {
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }

@@ -1,0 +1,157 @@
+/* A persistent pool of worker threads for data-parallel loops.
+ *
+ * tt_pool_run(pool, n_tasks, fn, context) calls fn(context, task) once for
+ * every task in [0, n_tasks), spread over the caller and the workers, and
+ * returns when all have finished. Task t always goes to thread t mod
+ * n_threads, so which thread computes what depends only on the thread
+ * count, and since every task writes its own disjoint part of the output,
+ * results do not depend on it at all. Workers sleep on a condition
+ * variable between runs; nothing spins. */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+struct tt_pool {
+    size_t n_threads; /* including the calling thread */
+    pthread_t *workers;
+    pthread_mutex_t lock;
+    pthread_cond_t work_ready;
+    pthread_cond_t work_done;
+
+    /* The current run, guarded by `lock`. */
+    uint64_t generation; /* incremented for each run, so workers see new work */
+    size_t n_tasks;
+    tt_pool_task_fn fn;
+    void *context;
+    size_t pending; /* workers that have not finished the current run */
+    bool stopping;
+};
+
+typedef struct worker_start {
+    tt_pool *pool;
+    size_t index; /* 1 .. n_threads-1; the caller is thread 0 */
+} worker_start;
+
+static void run_share(tt_pool *pool, size_t thread, size_t n_tasks, tt_pool_task_fn fn,
+                      void *context)
+{
+    for (size_t task = thread; task < n_tasks; task += pool->n_threads)
+        fn(context, task);
+}
+
+static void *worker_main(void *argument)
+{
+    worker_start *start = argument;
+    tt_pool *pool = start->pool;
+    const size_t index = start->index;
+    free(start);
+
+    uint64_t seen = 0;
+    pthread_mutex_lock(&pool->lock);
+    for (;;) {
+        while (!pool->stopping && pool->generation == seen)
+            pthread_cond_wait(&pool->work_ready, &pool->lock);
+        if (pool->stopping)
+            break;
+        seen = pool->generation;
+        const size_t n_tasks = pool->n_tasks;
+        tt_pool_task_fn fn = pool->fn;
+        void *context = pool->context;
+        pthread_mutex_unlock(&pool->lock);
+
+        run_share(pool, index, n_tasks, fn, context);
+
+        pthread_mutex_lock(&pool->lock);
+        if (--pool->pending == 0)
+            pthread_cond_signal(&pool->work_done);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+tt_pool *tt_pool_new(size_t n_threads)
+{
+    if (n_threads == 0)
+        return NULL;
+    tt_pool *pool = calloc(1, sizeof *pool);
+    if (pool == NULL)
+        return NULL;
+    pool->n_threads = n_threads;
+    if (n_threads == 1)
+        return pool;
+
+    pool->workers = calloc(n_threads - 1, sizeof *pool->workers);
+    if (pool->workers == NULL) {
+        free(pool);
+        return NULL;
+    }
+    pthread_mutex_init(&pool->lock, NULL);
+    pthread_cond_init(&pool->work_ready, NULL);
+    pthread_cond_init(&pool->work_done, NULL);
+
+    for (size_t i = 1; i < n_threads; i++) {
+        worker_start *start = malloc(sizeof *start);
+        if (start != NULL) {
+            start->pool = pool;
+            start->index = i;
+        }
+        if (start == NULL || pthread_create(&pool->workers[i - 1], NULL, worker_main, start) != 0) {
+            free(start);
+            /* Shut down the workers that did start, then report failure. */
+            pool->n_threads = i;
+            tt_pool_free(pool);
+            return NULL;
+        }
+    }
+    return pool;
+}
+
+void tt_pool_free(tt_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    if (pool->workers != NULL) {
+        pthread_mutex_lock(&pool->lock);
+        pool->stopping = true;
+        pthread_cond_broadcast(&pool->work_ready);
+        pthread_mutex_unlock(&pool->lock);
+        for (size_t i = 1; i < pool->n_threads; i++)
+            pthread_join(pool->workers[i - 1], NULL);
+        pthread_mutex_destroy(&pool->lock);
+        pthread_cond_destroy(&pool->work_ready);
+        pthread_cond_destroy(&pool->work_done);
+        free(pool->workers);
+    }
+    free(pool);
+}
+
+size_t tt_pool_threads(const tt_pool *pool)
+{
+    return pool == NULL ? 1 : pool->n_threads;
+}
+
+void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context)
+{
+    if (pool == NULL || pool->n_threads == 1 || n_tasks <= 1) {
+        for (size_t task = 0; task < n_tasks; task++)
+            fn(context, task);
+        return;
+    }
+
+    pthread_mutex_lock(&pool->lock);
+    pool->generation++;
+    pool->n_tasks = n_tasks;
+    pool->fn = fn;
+    pool->context = context;
+    pool->pending = pool->n_threads - 1;
+    pthread_cond_broadcast(&pool->work_ready);
+    pthread_mutex_unlock(&pool->lock);
+
+    run_share(pool, 0, n_tasks, fn, context);
+
+    pthread_mutex_lock(&pool->lock);
+    while (pool->pending > 0)
+        pthread_cond_wait(&pool->work_done, &pool->lock);
+    pthread_mutex_unlock(&pool->lock);
+}
