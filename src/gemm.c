@@ -291,11 +291,33 @@ static void macro_kernel(const tt_gemm_kernel *kernel, size_t m, size_t n, size_
     }
 }
 
+/* Splits `extent` into the fewest blocks of at most `max_block` and
+ * returns a block size that makes them as even as possible, rounded up to
+ * a multiple of `unit`: 784 with max 256 gives four blocks of 196 instead
+ * of three of 256 and a thin one of 16. */
+static size_t balanced_block(size_t extent, size_t max_block, size_t unit)
+{
+    if (extent <= max_block)
+        return round_up(extent, unit);
+    const size_t blocks = (extent + max_block - 1) / max_block;
+    const size_t block = round_up((extent + blocks - 1) / blocks, unit);
+    return block < max_block ? block : max_block;
+}
+
+/* The cache blocks for an m × n × k product. The k block depends on k
+ * alone, so splitting m or n over threads keeps every sum's order. */
+static void block_sizes(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k, size_t *mc,
+                        size_t *nc, size_t *kc)
+{
+    *kc = balanced_block(k, kernel->kc, 1);
+    *mc = balanced_block(m, kernel->mc, kernel->mr);
+    *nc = balanced_block(n, kernel->nc, kernel->nr);
+}
+
 size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k)
 {
-    const size_t kc = k < kernel->kc ? k : kernel->kc;
-    const size_t mc = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
-    const size_t nc = round_up(n < kernel->nc ? n : kernel->nc, kernel->nr);
+    size_t mc, nc, kc;
+    block_sizes(kernel, m, n, k, &mc, &nc, &kc);
     /* One packed A block and one packed B block, each padded so that the
      * B block starts on a 32-byte boundary for aligned vector loads. */
     return round_up(mc * kc, 8) + nc * kc;
@@ -317,21 +339,21 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
     const size_t b_rs = transpose_b ? 1 : ldb;
     const size_t b_cs = transpose_b ? ldb : 1;
 
-    const size_t kc_max = k < kernel->kc ? k : kernel->kc;
-    const size_t mc_max = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
+    size_t mc_block, nc_block, kc_block;
+    block_sizes(kernel, m, n, k, &mc_block, &nc_block, &kc_block);
     tt_real *a_pack = scratch;
-    tt_real *b_pack = scratch + round_up(mc_max * kc_max, 8);
+    tt_real *b_pack = scratch + round_up(mc_block * kc_block, 8);
 
-    for (size_t jc = 0; jc < n; jc += kernel->nc) {
-        const size_t nc = n - jc < kernel->nc ? n - jc : kernel->nc;
-        for (size_t pc = 0; pc < k; pc += kernel->kc) {
-            const size_t kc = k - pc < kernel->kc ? k - pc : kernel->kc;
+    for (size_t jc = 0; jc < n; jc += nc_block) {
+        const size_t nc = n - jc < nc_block ? n - jc : nc_block;
+        for (size_t pc = 0; pc < k; pc += kc_block) {
+            const size_t kc = k - pc < kc_block ? k - pc : kc_block;
             /* The first kc block overwrites C unless the caller accumulates;
              * later blocks add to what the earlier ones wrote. */
             const bool add = accumulate || pc > 0;
             pack_b(b_pack, b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, kernel->nr);
-            for (size_t ic = 0; ic < m; ic += kernel->mc) {
-                const size_t mc = m - ic < kernel->mc ? m - ic : kernel->mc;
+            for (size_t ic = 0; ic < m; ic += mc_block) {
+                const size_t mc = m - ic < mc_block ? m - ic : mc_block;
                 pack_a(a_pack, a + ic * a_rs + pc * a_cs, a_rs, a_cs, mc, kc, kernel->mr);
                 macro_kernel(kernel, mc, nc, kc, a_pack, b_pack, c + ic * ldc + jc, ldc, add);
             }

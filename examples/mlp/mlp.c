@@ -467,10 +467,13 @@ static tt_tensor *load_batch(tt_tape *tape, const idx_dataset *data, const size_
         return NULL;
     }
     tt_real *values = tt_tensor_data(x);
+    /* A multiplication instead of a division per pixel: this loop is a
+     * noticeable part of a training step. */
+    const tt_real scale = (tt_real)(1.0 / PIXEL_MAX);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *image = data->pixels + sample_ids[i] * s;
         for (size_t p = 0; p < s; p++) {
-            values[p * n + i] = (tt_real)image[p] / PIXEL_MAX;
+            values[p * n + i] = (tt_real)image[p] * scale;
         }
         labels[i] = data->labels[sample_ids[i]];
     }
