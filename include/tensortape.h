@@ -72,7 +72,9 @@ typedef enum tt_status {
     TT_ERR_SHAPE, /* operand shapes do not fit the op */
     TT_ERR_RANGE, /* a value is outside its allowed range, e.g. a class label */
     TT_ERR_NOMEM, /* a memory allocation failed */
-    TT_ERR_STATE  /* the call does not fit the object's state */
+    TT_ERR_STATE, /* the call does not fit the object's state */
+    TT_ERR_NUMERIC /* a NaN or infinity where a finite value is needed
+                      (tt_gradcheck) */
 } tt_status;
 
 /* Maximum length of an error message, including the terminating NUL. */
@@ -260,6 +262,142 @@ tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
  * [0, C). */
 tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
                             size_t n_labels);
+
+/* ---- Checking gradients -----------------------------------------------------
+ * tt_gradcheck compares the gradient that tt_tape_backward() computes for
+ * some caller-owned tensors with central finite differences of the loss. */
+
+/* A scalar function of the tensors for tt_gradcheck: records a computation
+ * of `tensors[0 .. n_tensors)` on `tape` and returns its 1 × 1 output, an op
+ * output of that tape, or NULL on failure (returning an op's NULL is fine:
+ * the reason is on the tape). It is called many times, each time on a
+ * freshly reset tape. It must not change the tensors and should record the
+ * same ops every time. `context` is passed through unchanged. */
+typedef tt_tensor *(*tt_loss_function)(tt_tape *tape, tt_tensor *const tensors[],
+                                       size_t n_tensors, void *context);
+
+/* Default relative step h of tt_gradcheck's differences: element x is moved
+ * to x ± h·max(1, |x|). A central difference errs by about h²·|f'''|/6 from
+ * truncation plus ε·|f|/h from rounding the loss, with ε the machine epsilon
+ * of tt_real; for f and its derivatives of order 1 the sum is smallest near
+ * h = ε^(1/3), leaving an error near ε^(2/3): about 4e-11 in double and
+ * 2e-5 in float. */
+#if TT_REAL_IS_DOUBLE
+#define TT_GRADCHECK_DEFAULT_STEP 6e-6
+#else
+#define TT_GRADCHECK_DEFAULT_STEP 5e-3
+#endif
+
+/* Default tolerance of tt_gradcheck: the largest relative error that
+ * passes. In double the error left by TT_GRADCHECK_DEFAULT_STEP, scaled up
+ * by the ratio of the loss to its gradient, stays below 1e-8 in the test
+ * suites, so 1e-6 leaves a margin of 100. In float the loss carries 24
+ * bits, and the suites' worst entry reaches 2e-3; 1e-2 still catches a
+ * wrong sign, factor, transpose or missing term, each of which gives an
+ * error of order 1. */
+#if TT_REAL_IS_DOUBLE
+#define TT_GRADCHECK_DEFAULT_TOLERANCE 1e-6
+#else
+#define TT_GRADCHECK_DEFAULT_TOLERANCE 1e-2
+#endif
+
+/* Settings of tt_gradcheck. Pass NULL for all defaults; a field left 0
+ * takes its default. */
+typedef struct tt_gradcheck_options {
+    double step;        /* relative step h, see TT_GRADCHECK_DEFAULT_STEP */
+    double tolerance;   /* see TT_GRADCHECK_DEFAULT_TOLERANCE */
+    size_t max_entries; /* check at most this many entries per tensor, drawn
+                           at random; 0 checks every entry */
+    uint64_t seed;      /* seed of that draw */
+} tt_gradcheck_options;
+
+/* Outcome of a check that ran. */
+typedef enum tt_gradcheck_verdict {
+    TT_GRADCHECK_PASSED, /* every compared entry is within the tolerance and
+                            at least one is not zero */
+    TT_GRADCHECK_FAILED, /* some entry's relative error exceeds the tolerance */
+    TT_GRADCHECK_VACUOUS /* nothing failed but nothing was verified: every
+                            compared entry is zero in both gradients, or no
+                            entry could be compared because of kinks */
+} tt_gradcheck_verdict;
+
+/* One gradient entry as the checker saw it. */
+typedef struct tt_gradcheck_entry {
+    size_t tensor;         /* index into the tensors array */
+    const char *name;      /* that tensor's name, NULL if it has none */
+    size_t row;
+    size_t col;
+    double analytic;       /* the entry of the gradient from backward */
+    double numeric;        /* (L(x+) − L(x−)) / (x+ − x−) */
+    double relative_error; /* see tt_gradcheck; +inf if a value is NaN or infinite */
+} tt_gradcheck_entry;
+
+/* What tt_gradcheck found. Entries at kinks are not compared. */
+typedef struct tt_gradcheck_result {
+    tt_gradcheck_verdict verdict;
+    size_t n_compared; /* entries compared */
+    size_t n_failed;   /* compared entries above the tolerance */
+    size_t n_zero;     /* compared entries zero in both gradients */
+    size_t n_kinks;    /* entries excluded because of a kink */
+    tt_gradcheck_entry worst;      /* largest relative error, the first
+                                      of equals; set if n_compared > 0 */
+    tt_gradcheck_entry first_kink; /* set if n_kinks > 0 */
+    double step;       /* the step and tolerance used */
+    double tolerance;
+    char summary[TT_ERROR_MESSAGE_MAX]; /* one line for a log */
+} tt_gradcheck_result;
+
+/* Checks the gradient of the loss that `loss` records with respect to
+ * tensors[0 .. n_tensors), caller-owned tensors that require a gradient,
+ * each listed once. `options` may be NULL.
+ *
+ * The checker records the loss once on a tape of its own and runs backward
+ * for the analytic gradient. Then, for every entry x of every tensor (or a
+ * sample, see max_entries), it records the loss with x moved to
+ * x+ = x + h·max(1, |x|) and to x− = x − h·max(1, |x|), each rounded to
+ * tt_real, and takes
+ *     numeric = (L(x+) − L(x−)) / (x+ − x−).
+ * Dividing by the stored difference keeps the rounding of x ± h out of the
+ * quotient. The relative error of an entry is
+ *     |analytic − numeric| / max(|analytic|, |numeric|, s),
+ * where s is the largest |numeric| among the compared entries of the same
+ * tensor. Rounding errors in both gradients scale with the whole tensor's
+ * gradient, so an entry far smaller than the largest one is held to the
+ * largest one's absolute precision instead of its own relative precision.
+ * An entry is zero when both values are at most 4 units of the
+ * difference's resolution ulp(L) / (x+ − x−), the smallest change of the
+ * loss that tt_real can show, divided by the move.
+ *
+ * Kinks. A difference taken across a point where the loss has no
+ * derivative, such as ReLU at 0, measures neither side's slope. After each
+ * moved run the checker compares the run's tape with the unmoved one. If
+ * an op reports that one of its inputs crossed a kink (for ReLU, an element
+ * of x changed sides of 0), or the tapes differ in their ops or shapes, the
+ * entry is counted in n_kinks and not compared.
+ *
+ * Effects. On return, whatever the status, the data of the tensors are as
+ * before, bit for bit. So are the gradients of the listed tensors and of
+ * every other caller-owned tensor that the loss uses: the checker saves
+ * them, computes the analytic gradient into zeroed buffers, copies it out
+ * and puts the saved gradients back. The loss function runs once plus
+ * twice per checked entry.
+ *
+ * Returns TT_OK and fills `result` if the check ran, whatever its verdict.
+ * Otherwise `result` is not meaningful, `err` is filled, and the status is
+ *   - TT_ERR_ARG for a NULL argument, no tensors, a listed tensor that is
+ *     NULL, a tape tensor, listed twice or without a gradient, an option
+ *     that is negative or not finite, or a loss function that returns NULL
+ *     on a healthy tape or a tensor that is not an op output of its tape;
+ *   - TT_ERR_SHAPE for a loss that is not 1 × 1;
+ *   - TT_ERR_NUMERIC for a loss that is NaN or infinite at the given point;
+ *   - TT_ERR_NOMEM if memory runs out;
+ *   - the tape's status when the loss function fails on it, with the
+ *     tape's message quoted in err's.
+ * A NaN or infinite loss at a moved point, or a step too small to move an
+ * element, is no error: that entry fails with a NaN numeric value. */
+tt_status tt_gradcheck(tt_loss_function loss, void *context, tt_tensor *const tensors[],
+                       size_t n_tensors, const tt_gradcheck_options *options,
+                       tt_gradcheck_result *result, tt_error *err);
 
 #ifdef __cplusplus
 }

@@ -102,7 +102,7 @@ static void add_tape_backward(const tt_record *record)
     }
 }
 
-static const tt_op add_op = {"add", 2, add_tape_backward};
+static const tt_op add_op = {.name = "add", .n_inputs = 2, .backward = add_tape_backward};
 
 tt_tensor *tt_add(tt_tape *tape, tt_tensor *a, tt_tensor *b)
 {

@@ -121,7 +121,11 @@ static void cross_entropy_tape_backward(const tt_record *record)
                                saved->log_sum, saved->labels, z->rows, z->cols);
 }
 
-static const tt_op cross_entropy_op = {"cross_entropy", 1, cross_entropy_tape_backward};
+static const tt_op cross_entropy_op = {
+    .name = "cross_entropy",
+    .n_inputs = 1,
+    .backward = cross_entropy_tape_backward,
+};
 
 tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
                             size_t n_labels)

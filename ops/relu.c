@@ -4,7 +4,8 @@
  * and out is h(t) (eq. 2 with g = ReLU).
  * Saves nothing: backward rereads x.
  * Gradient: dx += dout where x > 0, and nothing elsewhere, so the kink at
- * exactly 0 gets derivative 0 (eq. 16).
+ * exactly 0 gets derivative 0 (eq. 16). The gradient checker learns of the
+ * kink through relu_crosses_kink.
  */
 #include "tensortape.h"
 #include "internal.h"
@@ -35,7 +36,26 @@ static void relu_tape_backward(const tt_record *record)
         relu_backward(x->grad, record->output->grad, x->data, tt_tensor_size(x));
 }
 
-static const tt_op relu_op = {"relu", 1, relu_tape_backward};
+/* Whether an element of x is on different sides of the kink at 0 in the two
+ * records. The side is x > 0, the condition of eq. 16, so moving x from 0
+ * to above 0 counts as a crossing and moving it from 0 to below does not. */
+static bool relu_crosses_kink(const tt_record *base, const tt_record *moved)
+{
+    const tt_real *base_x = base->inputs[0]->data;
+    const tt_real *moved_x = moved->inputs[0]->data;
+    const size_t size = tt_tensor_size(base->inputs[0]);
+    for (size_t i = 0; i < size; i++)
+        if ((base_x[i] > 0) != (moved_x[i] > 0))
+            return true;
+    return false;
+}
+
+static const tt_op relu_op = {
+    .name = "relu",
+    .n_inputs = 1,
+    .backward = relu_tape_backward,
+    .crosses_kink = relu_crosses_kink,
+};
 
 tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x)
 {

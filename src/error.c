@@ -18,6 +18,8 @@ const char *tt_status_str(tt_status status)
         return "out of memory";
     case TT_ERR_STATE:
         return "invalid state";
+    case TT_ERR_NUMERIC:
+        return "NaN or infinity";
     }
     return "unknown status";
 }

@@ -154,6 +154,12 @@ typedef struct tt_op {
     /* Adds the op's contribution to the gradients of the record's inputs
      * that have one, given the gradient of its output. */
     void (*backward)(const tt_record *record);
+    /* Optional, NULL for an op that is differentiable everywhere. Returns
+     * whether some input element lies on different sides of a point where
+     * the op has no derivative (ReLU's 0) in `base` and in `moved`, two
+     * records of this op whose inputs have the same shapes. The gradient
+     * checker uses it to exclude finite differences taken across a kink. */
+    bool (*crosses_kink)(const tt_record *base, const tt_record *moved);
 } tt_op;
 
 struct tt_record {

@@ -89,6 +89,7 @@ START_TEST(status_str_names_every_status)
     ck_assert_str_eq(tt_status_str(TT_ERR_RANGE), "value out of range");
     ck_assert_str_eq(tt_status_str(TT_ERR_NOMEM), "out of memory");
     ck_assert_str_eq(tt_status_str(TT_ERR_STATE), "invalid state");
+    ck_assert_str_eq(tt_status_str(TT_ERR_NUMERIC), "NaN or infinity");
 }
 END_TEST
 
