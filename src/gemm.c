@@ -43,16 +43,17 @@
 #define PORTABLE_MR 4
 #define PORTABLE_NR 8
 
-/* c (mr × nr, row step ldc) = or += a_panel · b_panel over k. */
-static void tile_portable(size_t k, const tt_real *a, const tt_real *b, tt_real *c, size_t ldc,
-                          bool accumulate)
+/* c (mr × nr, row step ldc) = or += A · b_panel over k, where
+ * A[i, p] = a[i * row_step + p * col_step]. */
+static void tile_portable(size_t k, const tt_real *a, size_t row_step, size_t col_step,
+                          const tt_real *b, tt_real *c, size_t ldc, bool accumulate)
 {
     tt_real acc[PORTABLE_MR][PORTABLE_NR] = {{0}};
     for (size_t p = 0; p < k; p++) {
         for (size_t i = 0; i < PORTABLE_MR; i++)
             for (size_t j = 0; j < PORTABLE_NR; j++)
-                acc[i][j] += a[i] * b[j];
-        a += PORTABLE_MR;
+                acc[i][j] += a[i * row_step] * b[j];
+        a += col_step;
         b += PORTABLE_NR;
     }
     for (size_t i = 0; i < PORTABLE_MR; i++) {
@@ -74,10 +75,13 @@ static bool always_supported(void)
 #define AVX2_NR 16
 
 /* Twelve accumulators (6 rows × 2 vectors of 8) plus two B vectors and one
- * broadcast A value use 15 of the 16 ymm registers. */
-__attribute__((target("avx2,fma"))) static void tile_avx2(size_t k, const float *a,
-                                                          const float *b, float *c, size_t ldc,
-                                                          bool accumulate)
+ * broadcast A value use 15 of the 16 ymm registers. A[i, p] is at
+ * a[i * row_step + p * col_step]; the callers below fix one step to 1 so
+ * that the compiler turns the six A addresses into fixed offsets or a
+ * fixed set of row pointers. */
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+tile_avx2_body(size_t k, const float *a, size_t row_step, size_t col_step, const float *b,
+               float *c, size_t ldc, bool accumulate)
 {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
@@ -85,30 +89,36 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(size_t k, const float 
     __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    const float *a0 = a;
+    const float *a1 = a + row_step;
+    const float *a2 = a + 2 * row_step;
+    const float *a3 = a + 3 * row_step;
+    const float *a4 = a + 4 * row_step;
+    const float *a5 = a + 5 * row_step;
 
     for (size_t p = 0; p < k; p++) {
+        const size_t offset = p * col_step;
         const __m256 b0 = _mm256_load_ps(b);
         const __m256 b1 = _mm256_load_ps(b + 8);
         __m256 ai;
-        ai = _mm256_broadcast_ss(a + 0);
+        ai = _mm256_broadcast_ss(a0 + offset);
         c00 = _mm256_fmadd_ps(ai, b0, c00);
         c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1);
+        ai = _mm256_broadcast_ss(a1 + offset);
         c10 = _mm256_fmadd_ps(ai, b0, c10);
         c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2);
+        ai = _mm256_broadcast_ss(a2 + offset);
         c20 = _mm256_fmadd_ps(ai, b0, c20);
         c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3);
+        ai = _mm256_broadcast_ss(a3 + offset);
         c30 = _mm256_fmadd_ps(ai, b0, c30);
         c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4);
+        ai = _mm256_broadcast_ss(a4 + offset);
         c40 = _mm256_fmadd_ps(ai, b0, c40);
         c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5);
+        ai = _mm256_broadcast_ss(a5 + offset);
         c50 = _mm256_fmadd_ps(ai, b0, c50);
         c51 = _mm256_fmadd_ps(ai, b1, c51);
-        a += AVX2_MR;
         b += AVX2_NR;
     }
 
@@ -123,6 +133,19 @@ __attribute__((target("avx2,fma"))) static void tile_avx2(size_t k, const float 
         _mm256_storeu_ps(c_row, rows[i][0]);
         _mm256_storeu_ps(c_row + 8, rows[i][1]);
     }
+}
+
+__attribute__((target("avx2,fma"))) static void tile_avx2(size_t k, const float *a,
+                                                          size_t row_step, size_t col_step,
+                                                          const float *b, float *c, size_t ldc,
+                                                          bool accumulate)
+{
+    if (row_step == 1)
+        tile_avx2_body(k, a, 1, col_step, b, c, ldc, accumulate);
+    else if (col_step == 1)
+        tile_avx2_body(k, a, row_step, 1, b, c, ldc, accumulate);
+    else
+        tile_avx2_body(k, a, row_step, col_step, b, c, ldc, accumulate);
 }
 
 static bool avx2_supported(void)
@@ -261,28 +284,68 @@ static void pack_b(tt_real *dst, const tt_real *x, size_t rs, size_t cs, size_t 
 
 /* ---- Macro-kernel and driver ----------------------------------------- */
 
+/* Products with at most this many columns read a non-transposed A in
+ * place instead of packing it (see tt_gemm_run): each element of A then
+ * serves at most 16 B panels of the AVX2 kernel. Chosen from bench_gemm
+ * runs on a Zen 3 core, where reading in place was faster at 64 columns
+ * and no slower at 256. */
+#ifndef DIRECT_A_MAX_COLUMNS
+#define DIRECT_A_MAX_COLUMNS 256
+#endif
+
 /* Largest mr × nr of any kernel, for the edge-tile buffer. */
 #define MAX_TILE (MAX_PANEL * MAX_PANEL)
 
+/* The rows of A that a macro-kernel call multiplies: either packed into
+ * panels of mr rows (panel_step elements apart, row step 1, column step
+ * mr), or read in place with the operand's own steps. */
+typedef struct a_block {
+    const tt_real *data;
+    size_t row_step, col_step;
+    bool packed;
+    tt_real *edge_panel; /* space for one packed panel, for the last rows of
+                          * an unpacked block */
+} a_block;
+
 static void macro_kernel(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k,
-                         const tt_real *a_pack, const tt_real *b_pack, tt_real *c, size_t ldc,
+                         a_block a, const tt_real *b_pack, tt_real *c, size_t ldc,
                          bool accumulate)
 {
     const size_t mr = kernel->mr;
     const size_t nr = kernel->nr;
+
+    /* Rows past the edge of an unpacked block do not exist, so its last,
+     * partial panel is packed with zero padding. */
+    const size_t full_rows = m - m % mr;
+    if (!a.packed && full_rows < m)
+        pack_a(a.edge_panel, a.data + full_rows * a.row_step, a.row_step, a.col_step,
+               m - full_rows, k, mr);
+
+    /* Each B panel stays in the L1 cache while every A panel of the block
+     * passes by it. */
     for (size_t j0 = 0; j0 < n; j0 += nr) {
         const size_t cols = n - j0 < nr ? n - j0 : nr;
         const tt_real *b_panel = b_pack + (j0 / nr) * nr * k;
         for (size_t i0 = 0; i0 < m; i0 += mr) {
             const size_t rows = m - i0 < mr ? m - i0 : mr;
-            const tt_real *a_panel = a_pack + (i0 / mr) * mr * k;
+            const tt_real *a_panel = a.edge_panel;
+            size_t row_step = 1;
+            size_t col_step = mr;
+            if (a.packed) {
+                a_panel = a.data + (i0 / mr) * mr * k;
+            } else if (rows == mr) {
+                a_panel = a.data + i0 * a.row_step;
+                row_step = a.row_step;
+                col_step = a.col_step;
+            }
+
             tt_real *c_tile = c + i0 * ldc + j0;
             if (rows == mr && cols == nr) {
-                kernel->tile(k, a_panel, b_panel, c_tile, ldc, accumulate);
+                kernel->tile(k, a_panel, row_step, col_step, b_panel, c_tile, ldc, accumulate);
                 continue;
             }
             tt_real edge[MAX_TILE];
-            kernel->tile(k, a_panel, b_panel, edge, nr, false);
+            kernel->tile(k, a_panel, row_step, col_step, b_panel, edge, nr, false);
             for (size_t i = 0; i < rows; i++)
                 for (size_t j = 0; j < cols; j++)
                     c_tile[i * ldc + j] = accumulate ? c_tile[i * ldc + j] + edge[i * nr + j]
@@ -344,6 +407,12 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
     tt_real *a_pack = scratch;
     tt_real *b_pack = scratch + round_up(mc_block * kc_block, 8);
 
+    /* Packing A pays off when each packed panel serves many B panels. With
+     * few columns, reading A's rows in place saves a pass over A; a
+     * transposed A is still packed, because reading its mr values per step
+     * of k in place touches a new cache line at every step. */
+    const bool pack_a_blocks = transpose_a || n > DIRECT_A_MAX_COLUMNS;
+
     for (size_t jc = 0; jc < n; jc += nc_block) {
         const size_t nc = n - jc < nc_block ? n - jc : nc_block;
         for (size_t pc = 0; pc < k; pc += kc_block) {
@@ -354,8 +423,14 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
             pack_b(b_pack, b + pc * b_rs + jc * b_cs, b_rs, b_cs, kc, nc, kernel->nr);
             for (size_t ic = 0; ic < m; ic += mc_block) {
                 const size_t mc = m - ic < mc_block ? m - ic : mc_block;
-                pack_a(a_pack, a + ic * a_rs + pc * a_cs, a_rs, a_cs, mc, kc, kernel->mr);
-                macro_kernel(kernel, mc, nc, kc, a_pack, b_pack, c + ic * ldc + jc, ldc, add);
+                const tt_real *a_source = a + ic * a_rs + pc * a_cs;
+                a_block block = {a_source, a_rs, a_cs, false, a_pack};
+                if (pack_a_blocks) {
+                    pack_a(a_pack, a_source, a_rs, a_cs, mc, kc, kernel->mr);
+                    block.data = a_pack;
+                    block.packed = true;
+                }
+                macro_kernel(kernel, mc, nc, kc, block, b_pack, c + ic * ldc + jc, ldc, add);
             }
         }
     }

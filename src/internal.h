@@ -92,16 +92,17 @@ void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *contex
 /* ---- Matrix product (src/gemm.c) -------------------------------------- */
 
 /* A GEMM micro-kernel and the block sizes that suit it. `tile` computes
- * one mr × nr tile of C from a packed A panel (mr values per step of k)
- * and a packed B panel (nr values per step): C = A·B, or C += A·B when
- * accumulate is true, with C's rows ldc elements apart. */
+ * one mr × nr tile of C from an mr × k block of A, whose element (i, p) is
+ * a[i * a_row_step + p * a_col_step], and a packed B panel (nr values per
+ * step of k): C = A·B, or C += A·B when accumulate is true, with C's rows
+ * ldc elements apart. A packed A panel has row step 1 and column step mr. */
 typedef struct tt_gemm_kernel {
     const char *name;
     size_t mr, nr; /* register tile */
     size_t mc, kc, nc; /* cache blocks: rows of A, steps of k, columns of B */
     bool (*supported)(void);
-    void (*tile)(size_t k, const tt_real *a_panel, const tt_real *b_panel, tt_real *c,
-                 size_t ldc, bool accumulate);
+    void (*tile)(size_t k, const tt_real *a, size_t a_row_step, size_t a_col_step,
+                 const tt_real *b_panel, tt_real *c, size_t ldc, bool accumulate);
 } tt_gemm_kernel;
 
 /* The kernel at `index` in the table, fastest first, whether or not this

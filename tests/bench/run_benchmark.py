@@ -91,6 +91,11 @@ def tensortape_samples_per_second(mlp, data, hidden, batch, threads, environment
 
 
 def torch_samples_per_second(python, data, hidden, batch, threads, environment):
+    # torch.set_num_threads sizes PyTorch's own pool; the BLAS it calls has
+    # a pool of its own, sized by these variables, which would otherwise
+    # start one thread per CPU and compete with PyTorch's threads.
+    environment = dict(environment, OMP_NUM_THREADS=str(threads),
+                       OPENBLAS_NUM_THREADS=str(threads))
     output = run([python, os.path.join(HERE, "torch_mlp.py"), "--data", data, "--hidden", hidden,
                   "--batch", str(batch), "--threads", str(threads)], environment)
     values = key_values(output)
