@@ -13,7 +13,10 @@
  * ("leaf tensors": parameters and long-lived inputs) belong to the caller,
  * who frees them with tt_tensor_free(). Tensors returned by ops and by
  * tt_tape_tensor() live in the tape's memory: they stay valid until the
- * next tt_tape_reset() or tt_tape_free() and must not be freed.
+ * next tt_tape_reset() or tt_tape_free() and must not be freed. Using one
+ * after that is undefined, as with any freed memory. A caller-owned tensor
+ * that an op has used must stay alive, and keep its data, until the tape
+ * is reset, because the backward pass reads it.
  *
  * Errors. Every failure is a tt_status plus a readable message, and no call
  * aborts, exits or prints. There are two ways the message reaches you:
@@ -136,6 +139,9 @@ void tt_tensor_free(tt_tensor *tensor);
 
 /* Gives a caller-owned tensor a zeroed gradient buffer of its own shape, so
  * that backward passes add into it. Calling it again keeps the gradient.
+ * Call it before the tensor's first op on a tape: an op records whether its
+ * output needs a gradient when it runs, so a tensor given a gradient later
+ * receives contributions only from ops whose output already needed one.
  * Returns TT_ERR_ARG for NULL or a tape tensor, TT_ERR_NOMEM if the
  * allocation fails. */
 tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);

@@ -55,8 +55,10 @@ static void matmul_tape_backward(const tt_record *record)
 
 static const tt_op matmul_op = {"matmul", 2, matmul_tape_backward};
 
-/* Scratch elements that the forward product and the backward products that
- * will run need, so that backward never has to allocate. */
+/* Scratch elements for the forward product and both backward products,
+ * so that backward never has to allocate. Both backward products count even
+ * if an operand has no gradient yet, because the caller may give it one
+ * between this op and the backward pass. */
 static size_t scratch_needed(const tt_tape *tape, const tt_tensor *a, const tt_tensor *b)
 {
     const tt_gemm_kernel *kernel = tape->gemm_kernel;
@@ -65,15 +67,10 @@ static size_t scratch_needed(const tt_tape *tape, const tt_tensor *a, const tt_t
     const size_t k = a->cols;
     const size_t n = b->cols;
     size_t size = tt_gemm_scratch_total(kernel, threads, m, n, k);
-    if (a->requires_grad) {
-        size_t da_size = tt_gemm_scratch_total(kernel, threads, m, k, n);
-        size = da_size > size ? da_size : size;
-    }
-    if (b->requires_grad) {
-        size_t db_size = tt_gemm_scratch_total(kernel, threads, k, n, m);
-        size = db_size > size ? db_size : size;
-    }
-    return size;
+    size_t da_size = tt_gemm_scratch_total(kernel, threads, m, k, n);
+    size_t db_size = tt_gemm_scratch_total(kernel, threads, k, n, m);
+    size = da_size > size ? da_size : size;
+    return db_size > size ? db_size : size;
 }
 
 tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b)

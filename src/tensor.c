@@ -18,9 +18,15 @@ bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size)
     return true;
 }
 
+/* Longest part of a name that a label shows; a longer name is cut to this
+ * and ends in "...", so the label keeps its closing parenthesis. */
+#define LABEL_NAME_MAX 32
+
 void tt_tensor_label(const tt_tensor *t, const char *role, char label[TT_LABEL_MAX])
 {
-    if (t->name != NULL)
+    if (t->name != NULL && strlen(t->name) > LABEL_NAME_MAX)
+        snprintf(label, TT_LABEL_MAX, "%s (%.*s...)", role, LABEL_NAME_MAX - 3, t->name);
+    else if (t->name != NULL)
         snprintf(label, TT_LABEL_MAX, "%s (%s)", role, t->name);
     else if (t->producer != NULL)
         snprintf(label, TT_LABEL_MAX, "%s (%s@%zu)", role, t->producer->name, t->position);
@@ -71,8 +77,8 @@ tt_tensor *tt_tensor_from_data(size_t rows, size_t cols, const tt_real *data, co
                                tt_error *err)
 {
     if (data == NULL) {
-        tt_error_set(err, TT_ERR_ARG, "tt_tensor_from_data: data is NULL for %s (%zux%zu)",
-                     name != NULL ? name : "an unnamed tensor", rows, cols);
+        tt_error_set(err, TT_ERR_ARG, "tt_tensor_from_data: data is NULL for a %zux%zu tensor (%s)",
+                     rows, cols, name != NULL ? name : "unnamed");
         return NULL;
     }
     tt_tensor *t = tensor_new(rows, cols, name, "tt_tensor_from_data", err);

@@ -166,6 +166,20 @@ START_TEST(gemm_matches_reference_for_at_bt)
 }
 END_TEST
 
+START_TEST(gemm_handles_several_column_blocks)
+{
+    /* More columns than one cache block of the AVX2 and portable kernels
+     * (4080 and 4096), so the driver's outer loop runs more than once. */
+    const tt_gemm_kernel *kernel = tt_gemm_kernel_at(supported_kernels[_i]);
+    tt_rng rng;
+    tt_rng_seed(&rng, 17);
+    for (int transpose = 0; transpose < 4; transpose++) {
+        gemm_case g = {transpose & 1, transpose & 2, 7, 4100, 17, transpose == 3};
+        check_case(kernel, g, &rng);
+    }
+}
+END_TEST
+
 START_TEST(gemm_with_k_zero_clears_or_keeps_c)
 {
     const tt_gemm_kernel *kernel = tt_gemm_kernel_at(supported_kernels[_i]);
@@ -256,6 +270,7 @@ static Suite *gemm_suite(void)
     tcase_add_loop_test(reference, gemm_matches_reference_for_a_bt, 0, count);
     tcase_add_loop_test(reference, gemm_matches_reference_for_at_b, 0, count);
     tcase_add_loop_test(reference, gemm_matches_reference_for_at_bt, 0, count);
+    tcase_add_loop_test(reference, gemm_handles_several_column_blocks, 0, count);
     tcase_add_loop_test(reference, gemm_with_k_zero_clears_or_keeps_c, 0, count);
     tcase_add_loop_test(reference, gemm_threads_give_same_bits, 0, count);
     tcase_add_test(reference, gemm_best_kernel_is_supported);

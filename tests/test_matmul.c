@@ -326,6 +326,48 @@ START_TEST(matmul_backward_skips_operand_without_gradient)
 }
 END_TEST
 
+START_TEST(matmul_backward_reaches_gradient_added_after_forward)
+{
+    /* b is given a gradient only after the product was recorded. Backward
+     * must still run both products in the scratch the op reserved, and b's
+     * gradient must equal the one it gets when it requires a gradient from
+     * the start. The shapes make dB's product need the most scratch, so a
+     * scratch sized only for the forward and dA products overflows: a
+     * crash or wrong values in a plain build, a report from
+     * AddressSanitizer or valgrind. */
+    enum { M = 256, K = 6, N = 16 };
+    tt_rng rng;
+    tt_rng_seed(&rng, 5);
+    int32_t labels[N];
+    fill_labels(labels, N, M, &rng);
+    tt_tensor *a = new_uniform_tensor(M, K, &rng, -1, 1, "a");
+    tt_tensor *b_late = new_uniform_tensor(K, N, &rng, -1, 1, "b_late");
+    tt_tensor *b_early = new_tensor_or_fail(K, N, tt_tensor_data(b_late), "b_early");
+    require_grad_or_fail(a);
+    require_grad_or_fail(b_early);
+    /* Separate tapes, because a tape keeps its scratch: after the first
+     * run it would be large enough by chance. */
+    tt_tape *early_tape = new_tape_or_fail();
+    tt_tape *tape = new_tape_or_fail();
+
+    tt_tensor *loss = tt_cross_entropy(early_tape, tt_matmul(early_tape, a, b_early), labels, N);
+    ck_assert_int_eq(tt_tape_backward(early_tape, loss), TT_OK);
+    tt_tensor_zero_grad(a);
+    loss = tt_cross_entropy(tape, tt_matmul(tape, a, b_late), labels, N);
+    require_grad_or_fail(b_late);
+    ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
+
+    assert_all_equal("gradient of b given after forward", tt_tensor_grad(b_late),
+                     tt_tensor_grad(b_early), K * N);
+
+    tt_tensor_free(a);
+    tt_tensor_free(b_late);
+    tt_tensor_free(b_early);
+    tt_tape_free(early_tape);
+    tt_tape_free(tape);
+}
+END_TEST
+
 /* ---- Errors ----------------------------------------------------------------- */
 
 START_TEST(matmul_rejects_inner_dimension_mismatch)
@@ -396,6 +438,8 @@ START_TEST(matmul_message_fits_with_long_names)
     ck_assert_uint_lt(strlen(message), TT_ERROR_MESSAGE_MAX);
     ck_assert_msg(strncmp(message, "matmul: A (www", 14) == 0, "message starts \"%.20s\"",
                   message);
+    ck_assert_msg(strstr(message, "...) is 2x3 but B (") != NULL,
+                  "long names are not cut to keep the shapes: %s", message);
 
     tt_tensor_free(a);
     tt_tensor_free(b);
@@ -465,6 +509,7 @@ static Suite *matmul_suite(void)
     tcase_add_test(backward, matmul_backward_applies_transposed_products);
     tcase_add_test(backward, matmul_backward_matches_finite_differences);
     tcase_add_test(backward, matmul_backward_skips_operand_without_gradient);
+    tcase_add_test(backward, matmul_backward_reaches_gradient_added_after_forward);
 
     TCase *errors = add_test_case(suite, "errors");
     tcase_add_test(errors, matmul_rejects_inner_dimension_mismatch);

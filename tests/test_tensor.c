@@ -169,7 +169,7 @@ START_TEST(tensor_from_data_rejects_null_data)
     ck_assert_ptr_null(tensor);
     ck_assert_msg(err.status == TT_ERR_ARG, "status: got %d, want TT_ERR_ARG (%d)",
                   (int)err.status, (int)TT_ERR_ARG);
-    ck_assert_str_eq(err.message, "tt_tensor_from_data: data is NULL for x (2x3)");
+    ck_assert_str_eq(err.message, "tt_tensor_from_data: data is NULL for a 2x3 tensor (x)");
 }
 END_TEST
 

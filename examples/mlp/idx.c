@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef HAVE_ZLIB
@@ -154,7 +155,10 @@ static bool open_file(idx_file *file, const char *dir, const char *name, message
     }
     fd = open(gz_path, O_RDONLY);
     if (fd < 0) {
-        if (errno == ENOENT) {
+        struct stat dir_status;
+        if (errno == ENOENT && stat(dir, &dir_status) != 0) {
+            report(out, dir, "cannot open the data directory: %s", strerror(errno));
+        } else if (errno == ENOENT) {
             report(out, file->path, "not found, and neither is %s.gz", name);
         } else {
             report(out, gz_path, "cannot open: %s", strerror(errno));

@@ -68,6 +68,13 @@
 #define LITERAL_TEXT(x) #x
 #define TEXT_OF(x) LITERAL_TEXT(x)
 
+/* Part of the help text that says whether this build reads .gz files. */
+#ifdef HAVE_ZLIB
+#define GZIP_SUPPORT_NOTE ""
+#else
+#define GZIP_SUPPORT_NOTE "\n                 (not in this build, which lacks zlib: gunzip them first)"
+#endif
+
 /* Exit status for invalid command-line options. */
 #define EXIT_USAGE 2
 
@@ -114,7 +121,7 @@ static void print_help(void)
            "the test accuracy after each epoch.\n"
            "\n"
            "  --data DIR     directory containing the four IDX files, each either plain or\n"
-           "                 gzip-compressed with the suffix .gz (default %s)\n"
+           "                 gzip-compressed with the suffix .gz%s (default %s)\n"
            "  --hidden LIST  comma-separated widths of the hidden layers, e.g. 256,128\n"
            "                 (default %d); an empty LIST ('') trains a linear softmax\n"
            "                 classifier with no hidden layer\n"
@@ -135,7 +142,7 @@ static void print_help(void)
            "where train_seconds excludes loading and evaluation.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
-           DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
+           GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
            DEFAULT_LEARNING_RATE, DEFAULT_SEED, TT_MAX_THREADS, EXIT_USAGE);
 }
 
@@ -268,8 +275,13 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
     case OPTION_BATCH:
         return parse_positive_size(value, &opts->batch) ? NULL : "a positive integer";
     case OPTION_LR:
-        return parse_positive_real(value, &opts->learning_rate) ? NULL
-                                                                : "a positive number such as 0.1";
+        /* The rate is applied in tt_real, where a tiny value would round
+         * to zero and silently train nothing. */
+        if (!parse_positive_real(value, &opts->learning_rate) ||
+            (tt_real)opts->learning_rate <= 0) {
+            return "a positive number such as 0.1, large enough to be nonzero in tt_real";
+        }
+        return NULL;
     case OPTION_SEED:
         return parse_unsigned(value, UINT64_MAX, &opts->seed)
                    ? NULL
@@ -617,9 +629,9 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
         train_seconds += epoch_seconds;
         if (!isfinite(train_loss)) {
             fprintf(stderr,
-                    "mlp: training diverged in epoch %zu with a mean loss of %g; "
+                    "mlp: training diverged in epoch %zu with a mean loss of %s; "
                     "try a --lr smaller than %g\n",
-                    epoch, train_loss, opts->learning_rate);
+                    epoch, isnan(train_loss) ? "NaN" : "infinity", opts->learning_rate);
             return false;
         }
 
@@ -648,7 +660,11 @@ int main(int argc, char **argv)
         free(opts.hidden);
         if (parsed == PARSE_HELP) {
             print_help();
-            return fflush(stdout) == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+            if (fflush(stdout) != 0 || ferror(stdout)) {
+                fprintf(stderr, "mlp: cannot write to standard output\n");
+                return EXIT_FAILURE;
+            }
+            return EXIT_SUCCESS;
         }
         print_usage_line(stderr);
         fputs("Try 'mlp --help' for more information.\n", stderr);
