@@ -76,8 +76,8 @@ typedef enum tt_status {
     TT_ERR_RANGE, /* a value is outside its allowed range, e.g. a class label */
     TT_ERR_NOMEM, /* a memory allocation failed */
     TT_ERR_STATE, /* the call does not fit the object's state */
-    TT_ERR_NUMERIC /* a NaN or infinity where a finite value is needed
-                      (tt_gradcheck) */
+    TT_ERR_NUMERIC /* a NaN or infinity where a finite value is needed (anomaly
+                      mode, tt_gradcheck) */
 } tt_status;
 
 /* Maximum length of an error message, including the terminating NUL. */
@@ -231,11 +231,32 @@ tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *n
  * on the tape as well. */
 tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
 
+/* Turns anomaly mode on or off for this tape. A new tape has it off, and a
+ * reset keeps the setting. In anomaly mode every op checks its output for
+ * NaN and infinity, and every backward step checks the gradients it added
+ * into. The first NaN or infinity found becomes the tape's sticky error,
+ * with status TT_ERR_NUMERIC and a message that names the op, its tape
+ * position, the tensor and its shape, and the first bad element's (row,
+ * column) and value:
+ *     anomaly: the output of relu@3 (64x128) has nan at (5, 17); the usual ...
+ * An op whose output fails the check still records itself and returns its
+ * output, so that the values can be inspected. The ops after it return
+ * NULL, as after any failure. Backward stops at the failing step, so leaf
+ * gradients then hold only part of the pass's contributions. The checks
+ * read every output and gradient once more, which costs about as much as
+ * one elementwise op per tensor. Returns TT_ERR_ARG for NULL. */
+tt_status tt_tape_set_anomaly_check(tt_tape *tape, bool enabled);
+
+/* Whether anomaly mode is on; false for NULL. */
+bool tt_tape_anomaly_check(const tt_tape *tape);
+
 /* ---- Ops ------------------------------------------------------------------
  * Each op checks its arguments, computes its output in the tape's memory
  * and records itself. On failure it returns NULL, records nothing and sets
- * the tape's sticky error. An input is a caller-owned tensor or a tensor of
- * the same tape. The output requires a gradient if any input does. */
+ * the tape's sticky error. The one exception is a NaN or infinity found in
+ * anomaly mode (see tt_tape_set_anomaly_check). An input is a caller-owned
+ * tensor or a tensor of the same tape. The output requires a gradient if
+ * any input does. */
 
 /* Matrix product C = A·B: A is m × k, B is k × n, C is m × n.
  * Backward: dA += dC·Bᵀ and dB += Aᵀ·dC, without forming a transpose.

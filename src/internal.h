@@ -180,6 +180,7 @@ struct tt_tape {
     tt_real *gemm_scratch; /* packing space for matrix products, kept across resets */
     size_t gemm_scratch_size;
     tt_pool *pool;         /* threads for matrix products; NULL means one thread */
+    bool anomaly_check;    /* see tt_tape_set_anomaly_check; kept across resets */
 };
 
 /* Records `status` and a printf-style message as the tape's error unless
@@ -215,9 +216,22 @@ void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size);
  * On failure records TT_ERR_NOMEM naming the op and returns false. */
 bool tt_op_reserve_gemm_scratch(tt_tape *tape, const tt_op *op, size_t size);
 
-/* Appends the record. tt_op_begin has already made room, so it cannot fail. */
+/* Appends the record. tt_op_begin has already made room, so it cannot fail.
+ * In anomaly mode it then checks the output (tt_anomaly_check_output). */
 void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
                   tt_tensor *output, void *saved);
+
+/* ---- Anomaly mode (src/anomaly.c) ------------------------------------- */
+
+/* Returns true if the record's output is finite everywhere. Otherwise
+ * records TT_ERR_NUMERIC naming the op, its tape position, the output's
+ * shape and the first NaN or infinity, and returns false. */
+bool tt_anomaly_check_output(tt_tape *tape, const tt_record *record);
+
+/* Returns true if the gradients of the record's inputs are finite after its
+ * backward step. Otherwise records TT_ERR_NUMERIC naming the op, the input
+ * and the first NaN or infinity of its gradient, and returns false. */
+bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 
 /* Math functions of the element type. */
 #if TT_REAL_IS_DOUBLE

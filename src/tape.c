@@ -269,6 +269,8 @@ void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
         record->inputs[i] = i < op->n_inputs ? inputs[i] : NULL;
     record->output = output;
     record->saved = saved;
+    if (tape->anomaly_check)
+        tt_anomaly_check_output(tape, record);
 }
 
 /* ---- Backward pass ------------------------------------------------------ */
@@ -334,8 +336,11 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
      * output gradient is complete once every later op has added to it. */
     for (size_t position = loss->position + 1; position-- > 0;) {
         const tt_record *record = &tape->records[position];
-        if (record->output->requires_grad)
-            record->op->backward(record);
+        if (!record->output->requires_grad)
+            continue;
+        record->op->backward(record);
+        if (tape->anomaly_check && !tt_anomaly_check_gradients(tape, record))
+            return tape->error.status;
     }
     return TT_OK;
 }
