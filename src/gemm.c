@@ -379,8 +379,13 @@ static void block_sizes(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t
 
 size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k)
 {
-    size_t mc, nc, kc;
-    block_sizes(kernel, m, n, k, &mc, &nc, &kc);
+    /* The largest blocks of any product up to m × n × k, not the balanced
+     * blocks of this one: a thread that computes a slice of C runs a
+     * smaller product whose balanced blocks can be larger (128 rows alone
+     * make one block of 128, while 257 rows make three of 88). */
+    const size_t kc = k < kernel->kc ? k : kernel->kc;
+    const size_t mc = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
+    const size_t nc = round_up(n < kernel->nc ? n : kernel->nc, kernel->nr);
     /* One packed A block and one packed B block, each padded so that the
      * B block starts on a 32-byte boundary for aligned vector loads. */
     return round_up(mc * kc, 8) + nc * kc;
@@ -404,8 +409,12 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
 
     size_t mc_block, nc_block, kc_block;
     block_sizes(kernel, m, n, k, &mc_block, &nc_block, &kc_block);
+    /* The B block starts where tt_gemm_scratch_size put it, after the
+     * largest A block, which is at least as large as this product's. */
+    const size_t kc_max = k < kernel->kc ? k : kernel->kc;
+    const size_t mc_max = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
     tt_real *a_pack = scratch;
-    tt_real *b_pack = scratch + round_up(mc_block * kc_block, 8);
+    tt_real *b_pack = scratch + round_up(mc_max * kc_max, 8);
 
     /* Packing A pays off when each packed panel serves many B panels. With
      * few columns, reading A's rows in place saves a pass over A; a
