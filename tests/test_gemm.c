@@ -244,6 +244,31 @@ START_TEST(gemm_threads_give_same_bits)
 }
 END_TEST
 
+/* A thread computes a slice of C in the scratch reserved for the whole
+ * product, so no slice may need more scratch than the whole. */
+START_TEST(gemm_scratch_covers_every_slice)
+{
+    const tt_gemm_kernel *kernel = tt_gemm_kernel_at(supported_kernels[_i]);
+    const size_t extents[] = {1, 5, 6, 7, 64, 120, 128, 129, 257, 513, 4097};
+    const size_t count = sizeof extents / sizeof extents[0];
+    for (size_t im = 0; im < count; im++) {
+        for (size_t in = 0; in < count; in++) {
+            const size_t m = extents[im], n = extents[in], k = 300;
+            const size_t whole = tt_gemm_scratch_size(kernel, m, n, k);
+            for (size_t slice = 1; slice <= m || slice <= n; slice++) {
+                const size_t rows = slice < m ? slice : m;
+                const size_t cols = slice < n ? slice : n;
+                const size_t need = tt_gemm_scratch_size(kernel, rows, cols, k);
+                ck_assert_msg(need <= whole,
+                              "kernel %s: a %zux%zu slice of a %zux%zu product needs %zu "
+                              "scratch elements, the whole product %zu",
+                              kernel->name, rows, cols, m, n, need, whole);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(gemm_best_kernel_is_supported)
 {
     const tt_gemm_kernel *best = tt_gemm_kernel_best();
@@ -273,6 +298,7 @@ static Suite *gemm_suite(void)
     tcase_add_loop_test(reference, gemm_handles_several_column_blocks, 0, count);
     tcase_add_loop_test(reference, gemm_with_k_zero_clears_or_keeps_c, 0, count);
     tcase_add_loop_test(reference, gemm_threads_give_same_bits, 0, count);
+    tcase_add_loop_test(reference, gemm_scratch_covers_every_slice, 0, count);
     tcase_add_test(reference, gemm_best_kernel_is_supported);
     return suite;
 }
