@@ -272,7 +272,8 @@ tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b);
  * broadcast along. TT_ERR_SHAPE if the shapes do not broadcast. */
 tt_tensor *tt_add(tt_tape *tape, tt_tensor *a, tt_tensor *b);
 
-/* Rectified linear unit, elementwise: max(0, x) (eq. 15). NaN stays NaN.
+/* Rectified linear unit, elementwise: max(0, x) (eq. 15). NaN stays NaN
+ * and −0 stays −0, since neither is below 0.
  * Backward: dx += dy where x > 0; the derivative at exactly 0 is 0 (eq. 16). */
 tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
 
@@ -286,7 +287,17 @@ tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
  * (eq. 11 divided by n). The labels are copied; the array may be reused at
  * once. TT_ERR_ARG if labels is NULL or n_labels differs from the columns
  * of `logits`; TT_ERR_RANGE, with nothing computed, if a label is outside
- * [0, C). */
+ * [0, C).
+ * Infinite logits: a logit of −inf gives its class probability 0. The loss
+ * is then +inf if that class is a label and finite otherwise, and the
+ * gradient stays finite: −1/n at a label of −inf logit, 0 at any other −inf
+ * logit.
+ * LIMITATION: a column whose logits are all −inf has no softmax, and
+ * neither has one that holds +inf or NaN. The loss is then NaN, and so is
+ * the gradient of that column; other columns' gradients are unaffected and
+ * the op succeeds. An all −inf column usually means that every class was
+ * masked out upstream, so the NaN is kept for anomaly mode to report rather
+ * than replaced by an invented softmax. */
 tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
                             size_t n_labels);
 

@@ -21,8 +21,15 @@
  * log of a probability, so nothing overflows and no log sees an
  * underflowed zero: logits of ±1e30 give a finite, exact loss and gradient.
  *
+ * A logit of −inf is a class of probability 0: exp(−inf − m_i) = 0 adds
+ * nothing to s_i and nothing to the gradient. If it is the label, m_i − z
+ * is +inf and so is the loss, and the gradient there is (0 − 1)/n.
+ *
  * LIMITATION: a column whose logits are all −inf, or that contains +inf or
- * NaN, gives a NaN loss and NaN gradients for that column.
+ * NaN, gives a NaN loss and NaN gradients for that column (−inf − (−inf)
+ * and +inf − (+inf) are NaN). All −inf usually means that every class was
+ * masked out, a bug upstream, so the NaN is kept for anomaly mode to report
+ * instead of an invented uniform softmax.
  */
 #include <math.h>
 #include <stdint.h>
