@@ -434,12 +434,14 @@ static void model_sgd_step(model *net, tt_real learning_rate)
         tt_tensor *params[2] = {net->layers[t].w, net->layers[t].b};
         for (size_t k = 0; k < 2; k++) {
             tt_real *value = tt_tensor_data(params[k]);
-            const tt_real *grad = tt_tensor_grad(params[k]);
+            tt_real *grad = tt_tensor_grad(params[k]);
             size_t length = tt_tensor_rows(params[k]) * tt_tensor_cols(params[k]);
+            /* One pass that also zeroes the gradient, as tt_tensor_zero_grad
+             * would in a second pass. */
             for (size_t r = 0; r < length; r++) {
                 value[r] -= learning_rate * grad[r];
+                grad[r] = 0;
             }
-            tt_tensor_zero_grad(params[k]);
         }
     }
 }
