@@ -36,7 +36,7 @@
  * Gradients. tt_tape_backward() adds into the gradient of every leaf tensor
  * that requires one: it never zeroes them, so two backward passes without a
  * tt_tensor_zero_grad() in between leave the sum of both gradients. The
- * gradients of tape tensors are zeroed at the start of each backward pass.
+ * gradients of tape tensors start from zero in each backward pass.
  *
  * Threads. A tape and the tensors it uses must be used by one thread at a
  * time. Different tapes may be used concurrently if they share no tensor

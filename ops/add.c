@@ -74,20 +74,52 @@ static void add_forward(tt_real *c, const tt_real *a, broadcast_view va, const t
 }
 
 /* dx += dc summed over x's repeated dimensions, for one operand x. */
-static void add_backward(tt_real *dx, broadcast_view vx, const tt_real *dc, size_t rows,
-                         size_t cols)
+/* Independent partial sums in a row sum, so that the compiler can keep
+ * them in one vector register while each sum keeps a fixed order. */
+#define ROW_SUM_LANES 8
+
+static tt_real row_sum(const tt_real *row, size_t cols)
 {
+    tt_real lanes[ROW_SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + ROW_SUM_LANES <= cols; i += ROW_SUM_LANES)
+        for (size_t l = 0; l < ROW_SUM_LANES; l++)
+            lanes[l] += row[i + l];
+    for (size_t l = 0; i < cols; i++, l++)
+        lanes[l] += row[i];
+
+    tt_real sum = 0;
+    for (size_t l = 0; l < ROW_SUM_LANES; l++)
+        sum += lanes[l];
+    return sum;
+}
+
+/* dx += dc summed over x's repeated dimensions, for one operand x, or
+ * dx = that sum when add is false. */
+static void add_backward(tt_real *dx, bool add, broadcast_view vx, const tt_real *dc,
+                         size_t rows, size_t cols)
+{
+    const bool repeated_rows = vx.row_step == 0 && rows > 1;
+    if (!add && repeated_rows) {
+        /* Every row of dc adds into the same row of dx, so start it at 0. */
+        const size_t size = vx.col_step == 1 ? cols : 1;
+        for (size_t i = 0; i < size; i++)
+            dx[i] = 0;
+        add = true;
+    }
+
     for (size_t r = 0; r < rows; r++) {
         tt_real *dx_row = dx + r * vx.row_step;
         const tt_real *dc_row = dc + r * cols;
-        if (vx.col_step == 1) {
+        if (vx.col_step == 1 && add) {
             for (size_t i = 0; i < cols; i++)
                 dx_row[i] += dc_row[i];
-        } else {
-            tt_real row_sum = 0;
+        } else if (vx.col_step == 1) {
             for (size_t i = 0; i < cols; i++)
-                row_sum += dc_row[i];
-            dx_row[0] += row_sum;
+                dx_row[i] = dc_row[i];
+        } else {
+            const tt_real sum = row_sum(dc_row, cols);
+            dx_row[0] = add ? dx_row[0] + sum : sum;
         }
     }
 }
@@ -98,7 +130,7 @@ static void add_tape_backward(const tt_record *record)
     for (size_t i = 0; i < 2; i++) {
         tt_tensor *x = record->inputs[i];
         if (x->grad != NULL)
-            add_backward(x->grad, view_of(x), c->grad, c->rows, c->cols);
+            add_backward(x->grad, tt_grad_accumulates(x), view_of(x), c->grad, c->rows, c->cols);
     }
 }
 

@@ -103,7 +103,8 @@ static double cross_entropy_forward(tt_real *max, tt_real *log_sum, const tt_rea
     return loss_sum / (double)n;
 }
 
-static void cross_entropy_backward(tt_real *dz, tt_real dloss, const tt_real *z,
+/* dz += dL·(softmax(z) − y)/n, or dz = that when add is false. */
+static void cross_entropy_backward(tt_real *dz, bool add, tt_real dloss, const tt_real *z,
                                    const tt_real *max, const tt_real *log_sum,
                                    const int32_t *labels, size_t n_classes, size_t n)
 {
@@ -111,8 +112,10 @@ static void cross_entropy_backward(tt_real *dz, tt_real dloss, const tt_real *z,
     for (size_t c = 0; c < n_classes; c++) {
         const tt_real *z_row = z + c * n;
         tt_real *dz_row = dz + c * n;
-        for (size_t i = 0; i < n; i++)
-            dz_row[i] += scale * TT_EXP((z_row[i] - max[i]) - log_sum[i]);
+        for (size_t i = 0; i < n; i++) {
+            const tt_real softmax_term = scale * TT_EXP((z_row[i] - max[i]) - log_sum[i]);
+            dz_row[i] = add ? dz_row[i] + softmax_term : softmax_term;
+        }
     }
     /* The one-hot term: −y[c,i] is −1 only at the label. */
     for (size_t i = 0; i < n; i++)
@@ -124,8 +127,9 @@ static void cross_entropy_tape_backward(const tt_record *record)
     tt_tensor *z = record->inputs[0];
     const cross_entropy_saved *saved = record->saved;
     if (z->grad != NULL)
-        cross_entropy_backward(z->grad, record->output->grad[0], z->data, saved->max,
-                               saved->log_sum, saved->labels, z->rows, z->cols);
+        cross_entropy_backward(z->grad, tt_grad_accumulates(z), record->output->grad[0],
+                               z->data, saved->max, saved->log_sum, saved->labels, z->rows,
+                               z->cols);
 }
 
 static const tt_op cross_entropy_op = {

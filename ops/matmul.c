@@ -33,27 +33,39 @@ static void matmul_forward(const tt_tape *tape, tt_real *c, const tt_real *a, co
             c, n, false);
 }
 
-/* da (m × k) += dc·bᵀ and db (k × n) += aᵀ·dc; a NULL gradient is skipped. */
-static void matmul_backward(const tt_tape *tape, tt_real *da, tt_real *db, const tt_real *dc,
-                            const tt_real *a, const tt_real *b, size_t m, size_t k, size_t n)
+/* da (m × k) += dc·bᵀ, or = when add_a is false. */
+static void matmul_backward_a(const tt_tape *tape, tt_real *da, bool add_a, const tt_real *dc,
+                              const tt_real *b, size_t m, size_t k, size_t n)
 {
-    if (da != NULL)
-        tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, false, true, m, k, n, dc, n, b,
-                n, da, k, true);
-    if (db != NULL)
-        tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, true, false, k, n, m, a, k, dc,
-                n, db, n, true);
+    tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, false, true, m, k, n, dc, n, b, n,
+            da, k, add_a);
+}
+
+/* db (k × n) += aᵀ·dc, or = when add_b is false. */
+static void matmul_backward_b(const tt_tape *tape, tt_real *db, bool add_b, const tt_real *dc,
+                              const tt_real *a, size_t m, size_t k, size_t n)
+{
+    tt_gemm(tape->pool, tape->gemm_kernel, tape->gemm_scratch, true, false, k, n, m, a, k, dc, n,
+            db, n, add_b);
 }
 
 static void matmul_tape_backward(const tt_record *record)
 {
-    const tt_tensor *a = record->inputs[0];
-    const tt_tensor *b = record->inputs[1];
-    matmul_backward(record->output->tape, a->grad, b->grad, record->output->grad, a->data,
-                    b->data, a->rows, a->cols, b->cols);
+    tt_tensor *a = record->inputs[0];
+    tt_tensor *b = record->inputs[1];
+    const tt_tape *tape = record->output->tape;
+    const tt_real *dc = record->output->grad;
+    /* A before B, so that for matmul(x, x) the second product adds to the
+     * first. */
+    if (a->grad != NULL)
+        matmul_backward_a(tape, a->grad, tt_grad_accumulates(a), dc, b->data, a->rows, a->cols,
+                          b->cols);
+    if (b->grad != NULL)
+        matmul_backward_b(tape, b->grad, tt_grad_accumulates(b), dc, a->data, a->rows, a->cols,
+                          b->cols);
 }
 
-static const tt_op matmul_op = {"matmul", 2, matmul_tape_backward};
+static const tt_op matmul_op = {.name = "matmul", .n_inputs = 2, .backward = matmul_tape_backward};
 
 /* Scratch elements for the forward product and both backward products,
  * so that backward never has to allocate. Both backward products count even

@@ -18,11 +18,19 @@ static void relu_forward(tt_real *out, const tt_real *x, size_t size)
         out[i] = x[i] < 0 ? 0 : x[i];
 }
 
-/* dout is read for every element, not only where x > 0, so that the
- * compiler can turn the choice into a vector select instead of a branch. */
-static void relu_backward(tt_real *restrict dx, const tt_real *restrict dout,
+/* dx += dout where x > 0, or dx = that when add is false. dout is read for
+ * every element, not only where x > 0, so that the compiler can turn the
+ * choice into a vector select instead of a branch. */
+static void relu_backward(tt_real *restrict dx, bool add, const tt_real *restrict dout,
                           const tt_real *restrict x, size_t size)
 {
+    if (!add) {
+        for (size_t i = 0; i < size; i++) {
+            const tt_real upstream = dout[i];
+            dx[i] = x[i] > 0 ? upstream : 0;
+        }
+        return;
+    }
     for (size_t i = 0; i < size; i++) {
         const tt_real upstream = dout[i];
         dx[i] += x[i] > 0 ? upstream : 0;
@@ -33,7 +41,8 @@ static void relu_tape_backward(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
     if (x->grad != NULL)
-        relu_backward(x->grad, record->output->grad, x->data, tt_tensor_size(x));
+        relu_backward(x->grad, tt_grad_accumulates(x), record->output->grad, x->data,
+                      tt_tensor_size(x));
 }
 
 /* Whether an element of x is on different sides of the kink at 0 in the two

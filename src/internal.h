@@ -51,6 +51,8 @@ struct tt_tensor {
     tt_real *data;
     tt_real *grad;       /* NULL while the tensor has no gradient */
     bool requires_grad;  /* a backward pass computes a gradient for it */
+    bool grad_pending;   /* in backward: grad holds no value yet, so the first
+                          * contribution overwrites it (see tt_grad_accumulates) */
     char *name;          /* NULL if unnamed */
     tt_tape *tape;       /* owning tape, NULL for a caller-owned tensor */
     const struct tt_op *producer; /* op that computed it, NULL for inputs */
@@ -58,6 +60,18 @@ struct tt_tensor {
 };
 
 static inline size_t tt_tensor_size(const tt_tensor *t) { return t->rows * t->cols; }
+
+/* Returns whether an op's backward step must add its contribution to t's
+ * gradient (true) or may overwrite it (false), and marks the gradient as
+ * holding a value. A tape tensor's gradient is pending at the start of a
+ * backward pass, so its first contribution overwrites it and no pass has
+ * to zero it first; a caller-owned tensor's gradient always accumulates. */
+static inline bool tt_grad_accumulates(tt_tensor *t)
+{
+    const bool accumulates = !t->grad_pending;
+    t->grad_pending = false;
+    return accumulates;
+}
 
 /* Writes the tensor's display label: its name, "OP@POSITION" for an unnamed
  * op output, or `role` for an unnamed input. */

@@ -275,8 +275,9 @@ void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],
 
 /* ---- Backward pass ------------------------------------------------------ */
 
-/* Gives every op output up to `last` that requires a gradient a zeroed
- * gradient buffer, allocating it in the arena on the first backward pass. */
+/* Gives every op output up to `last` that requires a gradient a gradient
+ * buffer, allocated in the arena on the first backward pass and marked as
+ * pending: the first op that contributes to it overwrites it. */
 static bool prepare_gradients(tt_tape *tape, size_t last)
 {
     for (size_t position = 0; position <= last; position++) {
@@ -293,7 +294,7 @@ static bool prepare_gradients(tt_tape *tape, size_t last)
                 return false;
             }
         }
-        memset(out->grad, 0, bytes);
+        out->grad_pending = true;
     }
     return true;
 }
@@ -331,13 +332,22 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
     if (!prepare_gradients(tape, loss->position))
         return tape->error.status;
     loss->grad[0] = 1;
+    loss->grad_pending = false;
 
     /* Reverse record order is a valid order for the chain rule: an op's
      * output gradient is complete once every later op has added to it. */
     for (size_t position = loss->position + 1; position-- > 0;) {
         const tt_record *record = &tape->records[position];
-        if (!record->output->requires_grad)
+        tt_tensor *out = record->output;
+        if (!out->requires_grad)
             continue;
+        if (out->grad_pending) {
+            /* No later op used this output, so its gradient is zero and the
+             * op contributes nothing to its inputs. */
+            memset(out->grad, 0, tt_tensor_size(out) * sizeof(tt_real));
+            out->grad_pending = false;
+            continue;
+        }
         record->op->backward(record);
         if (tape->anomaly_check && !tt_anomaly_check_gradients(tape, record))
             return tape->error.status;
