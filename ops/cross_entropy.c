@@ -17,7 +17,10 @@
  *
  * The shift m_i is kept apart from s_i instead of being added into one
  * log-sum-exp, because m_i + s_i rounds away a small s_i when the logits
- * are large. The softmax is an exp of a value ≤ 0 and the loss takes no
+ * are large. For the same reason s_i is computed as log1p of the sum of
+ * the other terms, since the maximum's own term is exactly 1: with logits
+ * [20, 0] the sum 1 + 2.1e-9 would round to 1 in float and the loss to 0,
+ * while log1p(2.1e-9) keeps it. The softmax is an exp of a value ≤ 0 and the loss takes no
  * log of a probability, so nothing overflows and no log sees an
  * underflowed zero: logits of ±1e30 give a finite, exact loss and gradient.
  *
@@ -86,17 +89,24 @@ static double cross_entropy_forward(tt_real *max, tt_real *log_sum, const tt_rea
         for (size_t i = 0; i < n; i++)
             max[i] = z[c * n + i] > max[i] ? z[c * n + i] : max[i];
 
-    /* Shifted exp-sums: every exponent is ≤ 0, so each term is in (0, 1]
-     * and the sum in [1, C] (eq. 9–10). */
-    for (size_t i = 0; i < n; i++)
-        log_sum[i] = 0;
-    for (size_t c = 0; c < n_classes; c++)
-        for (size_t i = 0; i < n; i++)
-            log_sum[i] += TT_EXP(z[c * n + i] - max[i]);
-
+    /* Shifted exp-sums (eq. 9–10): every exponent is ≤ 0, so each term is
+     * in [0, 1]. The first maximum's term, exactly 1, is left out of the
+     * sum and added back by log1p. m − m is 0 for a finite maximum and NaN
+     * for an infinite one, which keeps the NaN of the LIMITATION above. */
     double loss_sum = 0;
     for (size_t i = 0; i < n; i++) {
-        log_sum[i] = TT_LOG(log_sum[i]);
+        const tt_real m = max[i];
+        bool max_skipped = false;
+        tt_real others = 0;
+        for (size_t c = 0; c < n_classes; c++) {
+            const tt_real value = z[c * n + i];
+            if (!max_skipped && value == m) {
+                max_skipped = true;
+                continue;
+            }
+            others += TT_EXP(value - m);
+        }
+        log_sum[i] = TT_LOG1P(others) + (m - m);
         const tt_real label_logit = z[(size_t)labels[i] * n + i];
         loss_sum += (double)(max[i] - label_logit) + (double)log_sum[i];
     }
@@ -113,13 +123,15 @@ static void cross_entropy_backward(tt_real *dz, bool add, tt_real dloss, const t
         const tt_real *z_row = z + c * n;
         tt_real *dz_row = dz + c * n;
         for (size_t i = 0; i < n; i++) {
-            const tt_real softmax_term = scale * TT_EXP((z_row[i] - max[i]) - log_sum[i]);
-            dz_row[i] = add ? dz_row[i] + softmax_term : softmax_term;
+            /* At the label, softmax − 1 is formed by expm1, which keeps a
+             * probability just below 1 (1 − 2e-9, say) from rounding to a
+             * gradient of exactly 0. */
+            const tt_real shifted = (z_row[i] - max[i]) - log_sum[i];
+            const tt_real term = (size_t)labels[i] == c ? scale * TT_EXPM1(shifted)
+                                                        : scale * TT_EXP(shifted);
+            dz_row[i] = add ? dz_row[i] + term : term;
         }
     }
-    /* The one-hot term: −y[c,i] is −1 only at the label. */
-    for (size_t i = 0; i < n; i++)
-        dz[(size_t)labels[i] * n + i] -= scale;
 }
 
 static void cross_entropy_tape_backward(const tt_record *record)

@@ -251,10 +251,14 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 #if TT_REAL_IS_DOUBLE
 #define TT_EXP exp
 #define TT_LOG log
+#define TT_LOG1P log1p
+#define TT_EXPM1 expm1
 #define TT_NEXTAFTER nextafter
 #else
 #define TT_EXP expf
 #define TT_LOG logf
+#define TT_LOG1P log1pf
+#define TT_EXPM1 expm1f
 #define TT_NEXTAFTER nextafterf
 #endif
 

@@ -158,6 +158,31 @@ START_TEST(cross_entropy_is_finite_for_logits_of_1e4)
 }
 END_TEST
 
+START_TEST(cross_entropy_keeps_small_loss_of_confident_sample)
+{
+    /* Column [20 0] with label 0: loss = log(1 + e^-20) = 2.0611536e-9.
+     * Summing 1 + e^-20 in float rounds to 1 and would give a loss of 0;
+     * the op must keep the small loss to tt_real's relative precision. */
+    const tt_real z_values[2] = {20, 0};
+    const int32_t labels[1] = {0};
+    const double want_loss = log1p(exp(-20.0));
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *z = new_tensor_or_fail(2, 1, z_values, "z");
+    require_grad_or_fail(z);
+
+    tt_tensor *loss = cross_entropy_with_backward(tape, z, labels, 1);
+
+    const double got_loss = tt_tensor_data(loss)[0];
+    ck_assert_msg(is_close(got_loss, want_loss, 0.0, RTOL_REAL), "loss = %.9g, want %.9g",
+                  got_loss, want_loss);
+    const double want_dz[2] = {-exp(-20.0) / (1 + exp(-20.0)), exp(-20.0) / (1 + exp(-20.0))};
+    assert_all_close("dz", tt_tensor_grad(z), want_dz, 2, 1, 0.0, RTOL_REAL);
+
+    tt_tensor_free(z);
+    tt_tape_free(tape);
+}
+END_TEST
+
 START_TEST(cross_entropy_of_equal_logits_is_log_of_class_count)
 {
     /* With all C logits of a column equal, softmax is 1/C for every class
@@ -498,6 +523,7 @@ static Suite *cross_entropy_suite(void)
     tcase_add_test(values, cross_entropy_matches_hand_example);
     tcase_add_test(values, cross_entropy_is_exact_for_logits_of_1e30);
     tcase_add_test(values, cross_entropy_is_finite_for_logits_of_1e4);
+    tcase_add_test(values, cross_entropy_keeps_small_loss_of_confident_sample);
     tcase_add_test(values, cross_entropy_of_equal_logits_is_log_of_class_count);
     tcase_add_test(values, cross_entropy_of_single_class_is_zero);
 
