@@ -9,11 +9,12 @@
 
 #include "internal.h"
 
-/* An entry is zero when both gradients are at most this many units of the
- * difference's resolution, ulp(L) / (x+ − x−). Rounding the loss twice
- * gives up to one unit; intermediate rounding in the ops that the move
- * changes gives a few more. */
-#define ZERO_RESOLUTION_UNITS 4.0
+/* Noise of a numeric derivative, in units of its resolution ulp(L) /
+ * (x+ − x−). Rounding L(x+) and L(x−) to tt_real gives up to one unit, and
+ * rounding inside the ops that the move changes adds a little more. An
+ * entry is zero when both gradients are within this noise of 0, and a
+ * difference within it is never a failure. */
+#define NOISE_RESOLUTION_UNITS 4.0
 
 /* One tensor under check. */
 typedef struct checked_tensor {
@@ -439,7 +440,9 @@ static double relative_error(double analytic, double numeric, double scale)
 }
 
 /* Moves every chosen entry of tensor t both ways and compares, adding to
- * `result`. */
+ * `result`. The relative error's floor is the larger of the tensor's
+ * largest numeric entry and the entry's noise divided by the tolerance,
+ * as tensortape.h explains. */
 static tt_status check_tensor(checker *c, size_t t, entry_values *values,
                               tt_gradcheck_result *result)
 {
@@ -471,15 +474,16 @@ static tt_status check_tensor(checker *c, size_t t, entry_values *values,
         const size_t index = ct->entries[e];
         const entry_values *v = &values[e];
         const double analytic = (double)ct->analytic[index];
-        const double error = relative_error(analytic, v->numeric, scale);
+        const double noise = NOISE_RESOLUTION_UNITS * v->resolution;
+        const double error =
+            relative_error(analytic, v->numeric, fmax(scale, noise / c->tolerance));
         if (v->kink) {
             if (result->n_kinks == 0)
                 describe_entry(c, t, index, analytic, v->numeric, error, &result->first_kink);
             result->n_kinks++;
             continue;
         }
-        const double zero_bound = ZERO_RESOLUTION_UNITS * v->resolution;
-        if (fabs(analytic) <= zero_bound && fabs(v->numeric) <= zero_bound)
+        if (fabs(analytic) <= noise && fabs(v->numeric) <= noise)
             result->n_zero++;
         if (!(error <= c->tolerance))
             result->n_failed++;

@@ -723,6 +723,64 @@ START_TEST(gradcheck_passes_when_one_tensor_is_unused)
 }
 END_TEST
 
+/* Context of scaled_product_loss: loss = cross_entropy(z + u·v) for a
+ * fixed 2 × 1 z, with u (2 × 1) and v (1 × 1) listed. */
+typedef struct product_context {
+    tt_tensor *z;
+} product_context;
+
+static tt_tensor *scaled_product_loss(tt_tape *tape, tt_tensor *const tensors[],
+                                      size_t n_tensors, void *context)
+{
+    const product_context *ctx = context;
+    const int32_t label = 0;
+    (void)n_tensors;
+    return tt_cross_entropy(tape, tt_add(tape, ctx->z, tt_matmul(tape, tensors[0], tensors[1])),
+                            &label, 1);
+}
+
+START_TEST(gradcheck_accepts_difference_within_noise)
+{
+    /* z = [1 0], label 0, so L is about log(1 + e^-1) = 0.3133 and dL/dz
+     * is about [−0.269 0.269]. With u = [1 −1] and a tiny v, dL/du = v·dL/dz
+     * is about 1.5 resolution units of the difference, ulp(L)/(2h). The
+     * numeric value is then a whole number of units off by rounding, so
+     * its relative error is large, but those entries count as zero and do
+     * not fail. dL/dv = u·dL/dz, about −0.54, is checked as usual. */
+    const tt_real loss_estimate = (tt_real)0.3133;
+    const double resolution =
+        ((double)TT_NEXTAFTER(loss_estimate, (tt_real)1) - (double)loss_estimate) /
+        (2 * TT_GRADCHECK_DEFAULT_STEP);
+    const tt_real z_values[2] = {1, 0};
+    const tt_real u_values[2] = {1, -1};
+    const tt_real v_value = (tt_real)(1.5 * resolution / 0.269);
+    tt_tensor *z = new_tensor_or_fail(2, 1, z_values, "z");
+    tt_tensor *u = new_tensor_or_fail(2, 1, u_values, "u");
+    tt_tensor *v = new_tensor_or_fail(1, 1, &v_value, "v");
+    require_grad_or_fail(u);
+    require_grad_or_fail(v);
+    tt_tensor *tensors[2] = {u, v};
+    product_context context = {z};
+
+    const tt_gradcheck_result result = run_gradcheck(scaled_product_loss, &context, tensors, 2, NULL);
+    tt_tape *tape = new_tape_or_fail();
+    ck_assert_int_eq(tt_tape_backward(tape, scaled_product_loss(tape, tensors, 2, &context)),
+                     TT_OK);
+
+    const double du = tt_tensor_grad(u)[0];
+    ck_assert_msg(du != 0 && fabs(du) < 4 * resolution,
+                  "dL/du = %g, want nonzero and below 4 resolution units, %g", du,
+                  4 * resolution);
+    assert_passed(&result, "tiny gradient of u");
+    ck_assert_uint_eq(result.n_zero, 2);
+
+    tt_tape_free(tape);
+    tt_tensor_free(z);
+    tt_tensor_free(u);
+    tt_tensor_free(v);
+}
+END_TEST
+
 /* ---- Effects on the tensors ---------------------------------------------------- */
 
 START_TEST(gradcheck_restores_data_bit_for_bit)
@@ -1146,6 +1204,7 @@ static Suite *gradcheck_suite(void)
     tcase_add_test(vacuous, gradcheck_reports_relu_of_negative_inputs_as_vacuous);
     tcase_add_test(vacuous, gradcheck_reports_single_class_cross_entropy_as_vacuous);
     tcase_add_test(vacuous, gradcheck_passes_when_one_tensor_is_unused);
+    tcase_add_test(vacuous, gradcheck_accepts_difference_within_noise);
 
     TCase *effects = add_test_case(suite, "effects");
     tcase_add_test(effects, gradcheck_restores_data_bit_for_bit);
