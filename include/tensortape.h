@@ -441,7 +441,8 @@ typedef struct tt_gradcheck_result {
  *   - the tape's status when the loss function fails on it, with the
  *     tape's message quoted in err's.
  * A NaN or infinite loss at a moved point, or a step too small to move an
- * element, is no error: that entry fails with a NaN numeric value. */
+ * element, is no error: that entry fails, its numeric value NaN or
+ * infinite. */
 tt_status tt_gradcheck(tt_loss_function loss, void *context, tt_tensor *const tensors[],
                        size_t n_tensors, const tt_gradcheck_options *options,
                        tt_gradcheck_result *result, tt_error *err);

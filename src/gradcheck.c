@@ -56,13 +56,13 @@ typedef struct moved_run {
 
 /* ---- Arguments ---------------------------------------------------------- */
 
-static tt_status check_option(const char *what, double value, tt_error *err)
+static tt_status check_option(const char *option_name, double value, tt_error *err)
 {
     if (isfinite(value) && value >= 0)
         return TT_OK;
     tt_error_set(err, TT_ERR_ARG,
                  "tt_gradcheck: %s is %g; it must be positive and finite, or 0 for the default",
-                 what, value);
+                 option_name, value);
     return TT_ERR_ARG;
 }
 
@@ -307,8 +307,8 @@ static void describe_point(const checker *c, size_t t, size_t index, tt_real val
 }
 
 /* Resets `tape`, records the loss function on it and checks the loss it
- * returns. `t`, `index` and `value` describe the point for messages; index
- * SIZE_MAX is the unmoved point. */
+ * returns. `t`, `index` and `value` describe the point for messages, and
+ * index SIZE_MAX stands for the unmoved point. */
 static tt_status run_loss(checker *c, tt_tape *tape, size_t t, size_t index, tt_real value,
                           tt_tensor **loss)
 {

@@ -1,5 +1,5 @@
 /* Anomaly mode: NaN and infinity in op outputs and in the gradients that
- * backward steps produce become the tape's sticky TT_ERR_NUMERIC; the mode
+ * backward steps produce become the tape's sticky TT_ERR_NUMERIC. The mode
  * is off by default. */
 #include <float.h>
 #include <math.h>
@@ -33,7 +33,7 @@ static tt_tensor *new_scalar(tt_real value, const char *name)
 
 START_TEST(anomaly_check_is_off_on_new_tape)
 {
-    /* relu passes NaN through; without anomaly mode that is no error. */
+    /* relu passes NaN through, and without anomaly mode that is no error. */
     tt_tape *tape = new_tape_or_fail();
     const tt_real x_values[2] = {NAN, 1};
     tt_tensor *x = new_tensor_or_fail(1, 2, x_values, "x");
@@ -214,7 +214,7 @@ END_TEST
 START_TEST(backward_stops_at_first_anomaly)
 {
     /* a = w·x, b = a·k, loss = b·m. The step of b (position 1) gives
-     * dk = aᵀ·db = HUGE_REAL·10 = inf; the step of a (position 0) does not
+     * dk = aᵀ·db = HUGE_REAL·10 = inf. The step of a (position 0) does not
      * run, so the gradient of w stays 0. */
     tt_tape *tape = new_anomaly_tape();
     tt_tensor *w = new_scalar(1, "w");

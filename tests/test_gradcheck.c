@@ -36,7 +36,7 @@ static void doubling_backward_missing_factor(const tt_record *record)
         x->grad[i] += record->output->grad[i];
 }
 
-/* identity: out = x; the correct backward adds dout. */
+/* identity: out = x. The correct backward adds dout. */
 static void identity_backward(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
@@ -344,7 +344,7 @@ END_TEST
 
 START_TEST(gradcheck_passes_for_two_layer_mlp)
 {
-    /* A ReLU layer may put some differences across a kink; those are
+    /* A ReLU layer may put some differences across a kink. Those are
      * excluded, and every entry is either compared or excluded. */
     tt_rng rng;
     tt_rng_seed(&rng, 500);
@@ -546,7 +546,7 @@ START_TEST(gradcheck_finds_kinks_behind_matmul)
     loss_head head = new_loss_head(1, 1, &rng);
     head_context context = {&head, relu_of_matmul_body, NULL};
 
-    /* Only w is checked; v, without a gradient, reaches the body as operand 1. */
+    /* Only w is checked. v, without a gradient, reaches the body as operand 1. */
     const tt_gradcheck_result result = run_gradcheck(head_loss, &context, operands, 1, NULL);
 
     ck_assert_msg(result.verdict == TT_GRADCHECK_VACUOUS, "%s", result.summary);
@@ -858,7 +858,7 @@ static tt_tensor *failing_loss(tt_tape *tape, tt_tensor *const tensors[], size_t
 
 START_TEST(gradcheck_restores_tensors_after_failure)
 {
-    /* The third call moves element (0, 1) up by h; it fails there. */
+    /* The third call moves element (0, 1) up by h, and it fails there. */
     const tt_real x_values[6] = {0.5f, -1, 2, 0.25f, 1.5f, -0.75f};
     tt_rng rng;
     tt_rng_seed(&rng, 1600);
@@ -960,7 +960,7 @@ END_TEST
 
 START_TEST(gradcheck_samples_at_most_max_entries)
 {
-    /* x and y have 20 entries, of which 7 each are drawn; the column has
+    /* x and y have 20 entries, of which 7 each are drawn. The column has
      * 4, all checked. The same seed draws the same entries, so the worst
      * entry repeats. */
     tt_rng rng;
@@ -988,6 +988,26 @@ START_TEST(gradcheck_samples_at_most_max_entries)
     free_loss_head(&head);
     free_tensors(tensors, 2);
     tt_tensor_free(small[1]);
+}
+END_TEST
+
+START_TEST(gradcheck_fails_when_step_moves_nothing)
+{
+    /* 1 ± 1e-30 rounds to 1 in float and in double, so x+ = x− and the
+     * difference is 0/0: the entry fails instead of passing unchecked. */
+    const tt_real one = 1;
+    tt_tensor *x = new_tensor_or_fail(1, 1, &one, "x");
+    require_grad_or_fail(x);
+    const tt_gradcheck_options tiny_step = {1e-30, 0, 0, 0};
+
+    const tt_gradcheck_result result = run_gradcheck(cube_loss, NULL, &x, 1, &tiny_step);
+
+    ck_assert_msg(result.verdict == TT_GRADCHECK_FAILED, "%s", result.summary);
+    ck_assert_msg(isnan(result.worst.numeric), "numeric %g, want NaN", result.worst.numeric);
+    ck_assert_msg(isinf(result.worst.relative_error), "relative error %g, want inf",
+                  result.worst.relative_error);
+
+    tt_tensor_free(x);
 }
 END_TEST
 
@@ -1215,6 +1235,7 @@ static Suite *gradcheck_suite(void)
     tcase_add_test(options, gradcheck_uses_step_and_tolerance_from_options);
     tcase_add_test(options, gradcheck_takes_defaults_for_null_and_zero_options);
     tcase_add_test(options, gradcheck_samples_at_most_max_entries);
+    tcase_add_test(options, gradcheck_fails_when_step_moves_nothing);
 
     TCase *errors = add_test_case(suite, "errors");
     tcase_add_test(errors, gradcheck_rejects_null_arguments);

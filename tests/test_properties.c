@@ -22,10 +22,10 @@
 /* Largest size of a dimension. */
 #define MAX_DIM 64
 
-/* Seeds per property; every seed draws new shapes and values. */
+/* Seeds per property. Every seed draws new shapes and values. */
 #define SEEDS 6
 
-/* Entries per tensor that each gradient check compares; a larger tensor
+/* Entries per tensor that each gradient check compares. A larger tensor
  * gets a random sample. With 16 entries per tensor a check takes at most
  * 65 runs of the loss, which keeps the suite within seconds under valgrind. */
 #define ENTRIES_PER_TENSOR 16
@@ -265,7 +265,7 @@ static tt_tensor *cross_entropy_loss(tt_tape *tape, tt_tensor *const tensors[], 
 START_TEST(gradcheck_passes_for_cross_entropy_of_random_shapes)
 {
     /* With one class the loss is 0 everywhere and the check must say that
-     * it verified nothing; the first seed draws C = 1 on purpose. */
+     * it verified nothing. The first seed draws C = 1 on purpose. */
     for (uint64_t seed = 1; seed <= SEEDS; seed++) {
         tt_rng rng;
         tt_rng_seed(&rng, 300 + seed);
