@@ -504,9 +504,9 @@ END_TEST
 
 START_TEST(gradcheck_excludes_relu_inputs_within_a_step_of_zero)
 {
-    /* With |x| < 1 an element moves by h = the default step. Elements 0,
-     * h/4 and −h/4 end up on the other side of 0 in one of the two moves;
-     * the other three stay on their side. */
+    /* With |x| < 1 an element moves by h, the default step. Elements 0,
+     * h/4 and −h/4 end up on the other side of 0 in one of the two moves.
+     * The other three stay on their side. */
     const tt_real h = (tt_real)TT_GRADCHECK_DEFAULT_STEP;
     const tt_real x_values[6] = {0, h / 4, -h / 4, 0.5f, -0.5f, 0.75f};
     tt_rng rng;
@@ -809,9 +809,9 @@ END_TEST
 
 START_TEST(gradcheck_restores_gradients_of_every_tensor)
 {
-    /* Gradients hold a previous pass's sums: the listed A and the unlisted
-     * B, which requires a gradient and feeds the loss, keep them, and the
-     * check still sees the true gradient of A. */
+    /* The gradients contain a previous pass's sums. The listed A and the
+     * unlisted B, which requires a gradient and feeds the loss, keep them,
+     * and the check still compares the true gradient of A. */
     tt_rng rng;
     tt_rng_seed(&rng, 1500);
     tt_tensor *a = new_parameter(3, 2, &rng, 1, "A");

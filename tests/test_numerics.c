@@ -49,7 +49,7 @@ START_TEST(cross_entropy_of_1e30_logits_is_exact_in_a_batch)
 {
     /* z = [1e30 0; 0 1e30; −1e30 −1e30], labels [1 1]. Column 0: max 1e30,
      * shifted exps [1 0 0], so log_sum = 0 and loss_0 = 1e30 − 0 = 1e30.
-     * Column 1: the label holds the max, loss_1 = 0. L = 1e30/2 (eq. 8).
+     * Column 1: the label is the max, so loss_1 = 0. L = 1e30/2 (eq. 8).
      * dz = (softmax − y)/2: column 0 [1 −1 0]/2, column 1 [0 0 0]. */
     const tt_real big = (tt_real)1e30;
     const tt_real z_values[6] = {big, 0, 0, big, -big, -big};

@@ -115,12 +115,12 @@ static tt_tensor *relu_plus_input_body(tt_tape *tape, tt_tensor *const t[])
     return tt_add(tape, tt_relu(tape, t[0]), t[0]);
 }
 
-/* Standard deviation that gives each of `factors` independent normal
- * factors so that the loss head's logits have variance about 1: a logit
- * sums `terms` products of the factors with the head's weights, which are
- * uniform in [-1, 1) and so have variance 1/3. Logits of order 1 keep the
- * softmax away from saturation, where every gradient is tiny and the check
- * verifies little. */
+/* Standard deviation of each of `factors` independent normal factors that
+ * gives the loss head's logits a variance of about 1. A logit sums `terms`
+ * products of the factors with the head's weights, which are uniform in
+ * [-1, 1) and so have variance 1/3. Logits of order 1 keep the softmax away
+ * from saturation, where every gradient is tiny and the check verifies
+ * little. */
 static double logit_scale_stddev(double terms, int factors)
 {
     return pow(terms / 3, -1.0 / (2.0 * factors));
@@ -264,8 +264,8 @@ static tt_tensor *cross_entropy_loss(tt_tape *tape, tt_tensor *const tensors[], 
 
 START_TEST(gradcheck_passes_for_cross_entropy_of_random_shapes)
 {
-    /* With one class the loss is 0 everywhere and the check must say that
-     * it verified nothing. The first seed draws C = 1 on purpose. */
+    /* With one class the loss is 0 everywhere and the check must report
+     * that it verified nothing. The first seed draws C = 1 on purpose. */
     for (uint64_t seed = 1; seed <= SEEDS; seed++) {
         tt_rng rng;
         tt_rng_seed(&rng, 300 + seed);
