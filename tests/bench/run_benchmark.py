@@ -4,10 +4,11 @@
    OpenBLAS's sgemm on the MLP's three products and on 1024^3.
 2. Training throughput: one epoch of Fashion-MNIST (60,000 samples) with
    the MLP example and with the equivalent PyTorch model (torch_mlp.py),
-   for each configuration below, alternating the two in every round so
-   that both see the same machine load. The table shows the median
-   samples/s over the rounds and the ratio tensortape / PyTorch; for two
-   threads it also shows tensortape's speed-up over its own one-thread run.
+   for each one-thread configuration below, alternating the two in every
+   round so that both see the same machine load. The table shows the
+   median samples/s over the rounds and the ratio tensortape / PyTorch.
+   The two-thread configuration runs tensortape alone and reports its
+   speed-up over its own one-thread run.
 
 OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, when set, make OpenBLAS (and so
 PyTorch, which calls it through libblas) pick older kernels; they are
@@ -129,7 +130,9 @@ def main():
             hidden, batch, threads = configuration
             ours[configuration].append(tensortape_samples_per_second(
                 args.mlp, args.data, hidden, batch, threads, environment))
-            if python is not None:
+            # The two-thread run is compared with tensortape's own one-thread
+            # run, not with PyTorch.
+            if python is not None and threads == 1:
                 theirs[configuration].append(torch_samples_per_second(
                     python, args.data, hidden, batch, threads, environment))
 
