@@ -61,6 +61,10 @@
 #define DEFAULT_LEARNING_RATE 0.05
 #define DEFAULT_SEED 1
 
+/* Samples that load_batch copies together: 16 floats fill a 64-byte cache
+ * line of a row of x. */
+#define SAMPLE_GROUP 16
+
 /* Pixels are bytes, so dividing by their maximum maps them to [0, 1]. */
 #define PIXEL_MAX 255.0f
 
@@ -481,15 +485,24 @@ static tt_tensor *load_batch(tt_tape *tape, const idx_dataset *data, const size_
         return NULL;
     }
     tt_real *values = tt_tensor_data(x);
-    /* A multiplication instead of a division per pixel: this loop is a
-     * noticeable part of a training step. */
+    /* This transposing copy is a noticeable part of a small training step.
+     * It multiplies by 1/255 instead of dividing, and it copies a group of
+     * samples at a time, so that each row of x is written a cache line at
+     * a time rather than one element per image. */
     const tt_real scale = (tt_real)(1.0 / PIXEL_MAX);
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *image = data->pixels + sample_ids[i] * s;
-        for (size_t p = 0; p < s; p++) {
-            values[p * n + i] = (tt_real)image[p] * scale;
+    for (size_t first = 0; first < n; first += SAMPLE_GROUP) {
+        const size_t group = n - first < SAMPLE_GROUP ? n - first : SAMPLE_GROUP;
+        const uint8_t *images[SAMPLE_GROUP];
+        for (size_t g = 0; g < group; g++) {
+            images[g] = data->pixels + sample_ids[first + g] * s;
+            labels[first + g] = data->labels[sample_ids[first + g]];
         }
-        labels[i] = data->labels[sample_ids[i]];
+        for (size_t p = 0; p < s; p++) {
+            tt_real *row = values + p * n + first;
+            for (size_t g = 0; g < group; g++) {
+                row[g] = (tt_real)images[g][p] * scale;
+            }
+        }
     }
     return x;
 }
