@@ -63,7 +63,7 @@
 
 /* One problem: its parameters and input as caller-owned tensors that
  * require a gradient, and its labels. widths[0] is d_0 and widths[layers]
- * is C; w[t] and b[t] are used for t = 1 .. layers. */
+ * is C. w[t] and b[t] are used for t = 1 .. layers. */
 typedef struct mlp_problem {
     size_t index;
     size_t layers;

@@ -13,9 +13,9 @@ compares the two entry by entry with the rule in `allowed_error`.
 It prints each problem that disagrees, the worst entry overall, and the
 closing line "torch agreement: N passed, N failed", counting problems. It
 exits 0 when every problem agrees and 1 otherwise. Without an interpreter
-that can import torch it exits 77, which meson counts as skipped; when the
-environment variable CI is "true", that is an error (exit 1) instead,
-because CI installs torch.
+that can import torch it exits 77, which meson counts as skipped. When the
+environment variable CI is "true", a missing torch is an error (exit 1)
+instead, because CI installs torch.
 
 The MLP is the one of the README's "The math": z(t) = W(t)·h(t-1) + b(t)
 (eq. 1, 3), h(t) = ReLU(z(t)) for t < T (eq. 2, 15) and the mean
