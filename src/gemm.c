@@ -377,6 +377,16 @@ static void block_sizes(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t
     *nc = balanced_block(n, kernel->nc, kernel->nr);
 }
 
+/* Whether tt_gemm_run packs A for a product with n columns. Packing A pays
+ * off when each packed panel serves many B panels. With few columns,
+ * reading A's rows in place saves a pass over A; a transposed A is still
+ * packed, because reading its mr values per step of k in place touches a
+ * new cache line at every step. */
+static bool a_is_packed(bool transpose_a, size_t n)
+{
+    return transpose_a || n > DIRECT_A_MAX_COLUMNS;
+}
+
 size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k)
 {
     /* The largest blocks of any product up to m × n × k, not the balanced
@@ -416,11 +426,7 @@ void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_
     tt_real *a_pack = scratch;
     tt_real *b_pack = scratch + round_up(mc_max * kc_max, 8);
 
-    /* Packing A pays off when each packed panel serves many B panels. With
-     * few columns, reading A's rows in place saves a pass over A; a
-     * transposed A is still packed, because reading its mr values per step
-     * of k in place touches a new cache line at every step. */
-    const bool pack_a_blocks = transpose_a || n > DIRECT_A_MAX_COLUMNS;
+    const bool pack_a_blocks = a_is_packed(transpose_a, n);
 
     for (size_t jc = 0; jc < n; jc += nc_block) {
         const size_t nc = n - jc < nc_block ? n - jc : nc_block;
@@ -525,11 +531,24 @@ void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool
         return;
     }
 
-    /* Split the dimension with more tiles; each element of C is still
-     * formed by the same sums in the same order, whatever the split. */
+    /* Each thread packs the operand blocks its slice needs, so the
+     * operand that the split does not divide is packed by every thread.
+     * Split C's columns when A is read in place (then nothing is packed
+     * twice), and otherwise the dimension whose split repeats the smaller
+     * packing: a row split repeats op(B), k × n, and a column split
+     * repeats op(A), m × k. A dimension with a single tile cannot be
+     * split. Each element of C is formed by the same sums in the same
+     * order whatever the split. */
     gemm_job job = {kernel, scratch, scratch_stride(kernel, m, n, k), transpose_a, transpose_b,
                     m, n, k, a, lda, b, ldb, c, ldc, accumulate, false, 0, 0};
-    job.split_rows = row_tiles > column_tiles;
+    if (row_tiles < 2)
+        job.split_rows = false;
+    else if (column_tiles < 2)
+        job.split_rows = true;
+    else if (!a_is_packed(transpose_a, n))
+        job.split_rows = false;
+    else
+        job.split_rows = n <= m;
     job.tiles = job.split_rows ? row_tiles : column_tiles;
     job.parts = job.tiles < threads ? job.tiles : threads;
     tt_pool_run(pool, job.parts, gemm_part, &job);
