@@ -10,9 +10,9 @@
    The two-thread configuration runs tensortape alone and reports its
    speed-up over its own one-thread run.
 
-OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, when set, make OpenBLAS (and so
-PyTorch, which calls it through libblas) pick older kernels; they are
-removed from the environment of every program this script starts.
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE, when set, make OpenBLAS pick older
+kernels, and PyTorch calls OpenBLAS through libblas. The script removes both
+from the environment of every program it starts.
 
 PyTorch is looked for in this interpreter and in /usr/bin/python3 (where
 Debian's python3-torch installs it). Without it the training table shows
@@ -92,8 +92,8 @@ def tensortape_samples_per_second(mlp, data, hidden, batch, threads, environment
 
 
 def torch_samples_per_second(python, data, hidden, batch, threads, environment):
-    # torch.set_num_threads sizes PyTorch's own pool; the BLAS it calls has
-    # a pool of its own, sized by these variables, which would otherwise
+    # torch.set_num_threads sizes PyTorch's own pool. The BLAS it calls has
+    # a pool of its own, sized by these variables. Unset, that pool would
     # start one thread per CPU and compete with PyTorch's threads.
     environment = dict(environment, OMP_NUM_THREADS=str(threads),
                        OPENBLAS_NUM_THREADS=str(threads))
