@@ -55,9 +55,28 @@
 extern "C" {
 #endif
 
-#define TT_VERSION_MAJOR 0
-#define TT_VERSION_MINOR 1
-#define TT_VERSION_PATCH 0
+/* TT_API marks the declarations that the shared library exports. The
+ * library is compiled with hidden visibility, so every function without it,
+ * such as the helpers of src/internal.h, stays inside the library. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TT_API __attribute__((visibility("default")))
+#else
+#define TT_API
+#endif
+
+/* The version as one integer, MAJOR * 10000 + MINOR * 100 + PATCH, for
+ * comparisons such as TT_VERSION_NUMBER >= 200. TT_VERSION_MAJOR, _MINOR and
+ * _PATCH are defined in tensortape_config.h. */
+#define TT_VERSION_NUMBER (TT_VERSION_MAJOR * 10000 + TT_VERSION_MINOR * 100 + TT_VERSION_PATCH)
+
+/* The version of the loaded library as "MAJOR.MINOR.PATCH", a static string.
+ * It can differ from the TT_VERSION_* macros when a program runs with
+ * another build of the shared library than the one it was compiled with. */
+TT_API const char *tt_version(void);
+
+/* The version of the loaded library as one integer, laid out like
+ * TT_VERSION_NUMBER. */
+TT_API int tt_version_number(void);
 
 /* Element type of every tensor, chosen when the library is built (meson
  * option `real`): float by default, double with -Dreal=double. */
@@ -91,7 +110,7 @@ typedef struct tt_error {
 } tt_error;
 
 /* Returns a static, human-readable name for a status ("shape mismatch"). */
-const char *tt_status_str(tt_status status);
+TT_API const char *tt_status_str(tt_status status);
 
 /* ---- Random numbers ------------------------------------------------------ */
 
@@ -103,19 +122,19 @@ typedef struct tt_rng {
 } tt_rng;
 
 /* Sets the generator to the start of the sequence for `seed`. */
-void tt_rng_seed(tt_rng *rng, uint64_t seed);
+TT_API void tt_rng_seed(tt_rng *rng, uint64_t seed);
 
 /* Returns the next 64 random bits. */
-uint64_t tt_rng_next(tt_rng *rng);
+TT_API uint64_t tt_rng_next(tt_rng *rng);
 
 /* Returns a uniform double in [0, 1), with 53 random bits. */
-double tt_rng_uniform(tt_rng *rng);
+TT_API double tt_rng_uniform(tt_rng *rng);
 
 /* Returns a uniform integer in [0, bound); bound must be at least 1. */
-uint64_t tt_rng_below(tt_rng *rng, uint64_t bound);
+TT_API uint64_t tt_rng_below(tt_rng *rng, uint64_t bound);
 
 /* Returns a standard normal double (mean 0, standard deviation 1). */
-double tt_rng_normal(tt_rng *rng);
+TT_API double tt_rng_normal(tt_rng *rng);
 
 /* ---- Tensors ------------------------------------------------------------- */
 
@@ -125,17 +144,17 @@ typedef struct tt_tensor tt_tensor;
  * `name` (may be NULL) is copied and appears in error messages.
  * Returns NULL and fills `err` if a size is zero, rows × cols overflows, or
  * memory runs out. Free it with tt_tensor_free(). */
-tt_tensor *tt_tensor_new(size_t rows, size_t cols, const char *name, tt_error *err);
+TT_API tt_tensor *tt_tensor_new(size_t rows, size_t cols, const char *name, tt_error *err);
 
 /* Creates a caller-owned rows × cols tensor holding a copy of
  * `data[0 .. rows*cols)`, row-major. Errors as tt_tensor_new(), plus
  * TT_ERR_ARG for NULL `data`. */
-tt_tensor *tt_tensor_from_data(size_t rows, size_t cols, const tt_real *data, const char *name,
-                               tt_error *err);
+TT_API tt_tensor *tt_tensor_from_data(size_t rows, size_t cols, const tt_real *data,
+                                      const char *name, tt_error *err);
 
 /* Frees a caller-owned tensor and its gradient. NULL is ignored, and so is a
  * tape tensor, whose memory belongs to its tape. */
-void tt_tensor_free(tt_tensor *tensor);
+TT_API void tt_tensor_free(tt_tensor *tensor);
 
 /* Gives a caller-owned tensor a zeroed gradient buffer of its own shape, so
  * that backward passes add into it. Calling it again keeps the gradient.
@@ -144,33 +163,33 @@ void tt_tensor_free(tt_tensor *tensor);
  * receives contributions only from ops whose output already needed one.
  * Returns TT_ERR_ARG for NULL or a tape tensor, TT_ERR_NOMEM if the
  * allocation fails. */
-tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);
+TT_API tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);
 
 /* Sets every gradient entry to zero. Does nothing for NULL or a tensor
  * without a gradient. */
-void tt_tensor_zero_grad(tt_tensor *tensor);
+TT_API void tt_tensor_zero_grad(tt_tensor *tensor);
 
 /* Shape and name. A tape tensor without a name of its own is shown in
  * messages as "OP@POSITION", e.g. "relu@3" for the output of the op at tape
  * position 3; tt_tensor_name() returns NULL for it. */
-size_t tt_tensor_rows(const tt_tensor *tensor);
-size_t tt_tensor_cols(const tt_tensor *tensor);
-const char *tt_tensor_name(const tt_tensor *tensor);
+TT_API size_t tt_tensor_rows(const tt_tensor *tensor);
+TT_API size_t tt_tensor_cols(const tt_tensor *tensor);
+TT_API const char *tt_tensor_name(const tt_tensor *tensor);
 
 /* The rows × cols values, row-major. Writing to a tape tensor's data after an
  * op has read it makes that op's gradient wrong. */
-tt_real *tt_tensor_data(tt_tensor *tensor);
+TT_API tt_real *tt_tensor_data(tt_tensor *tensor);
 
 /* The gradient, of the tensor's shape, or NULL if it has none. A tape
  * tensor has one after tt_tape_backward() if any tensor it was computed
  * from requires a gradient. */
-tt_real *tt_tensor_grad(tt_tensor *tensor);
+TT_API tt_real *tt_tensor_grad(tt_tensor *tensor);
 
 /* Fills the tensor with uniform values in [low, high) or with normal values
  * of the given mean and standard deviation, drawn from `rng` in storage
  * order. */
-void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real high);
-void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real stddev);
+TT_API void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real high);
+TT_API void tt_tensor_fill_normal(tt_tensor *tensor, tt_rng *rng, tt_real mean, tt_real stddev);
 
 /* ---- Tape ---------------------------------------------------------------- */
 
@@ -180,15 +199,15 @@ typedef struct tt_tape tt_tape;
  * products (see tt_tape_set_threads). Its memory grows as ops need it;
  * nothing has to be sized in advance. Returns NULL and fills `err` if
  * memory runs out or the threads cannot start. */
-tt_tape *tt_tape_new(tt_error *err);
+TT_API tt_tape *tt_tape_new(tt_error *err);
 
 /* Frees the tape and every tensor it owns. NULL is ignored. */
-void tt_tape_free(tt_tape *tape);
+TT_API void tt_tape_free(tt_tape *tape);
 
 /* Forgets every record and tape tensor and clears a sticky error, keeping
  * the memory for reuse: a training step that repeats the previous step's
  * ops takes nothing from the heap. Leaf tensors are not touched. */
-void tt_tape_reset(tt_tape *tape);
+TT_API void tt_tape_reset(tt_tape *tape);
 
 /* Maximum number of threads a tape can use. */
 #define TT_MAX_THREADS 256
@@ -201,25 +220,25 @@ void tt_tape_reset(tt_tape *tape);
  * thread. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
  * TT_ERR_NOMEM, keeping the previous count, if the threads cannot start.
  * Do not call it while another thread runs an op on this tape. */
-tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err);
+TT_API tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err);
 
 /* Number of threads this tape's matrix products use; 0 for NULL. */
-size_t tt_tape_threads(const tt_tape *tape);
+TT_API size_t tt_tape_threads(const tt_tape *tape);
 
 /* TT_OK, or the status of the first failure since the last reset. */
-tt_status tt_tape_status(const tt_tape *tape);
+TT_API tt_status tt_tape_status(const tt_tape *tape);
 
 /* The first failure since the last reset; its status is TT_OK and its
  * message empty while the tape is healthy. */
-const tt_error *tt_tape_error(const tt_tape *tape);
+TT_API const tt_error *tt_tape_error(const tt_tape *tape);
 
 /* Number of ops recorded since the last reset. */
-size_t tt_tape_length(const tt_tape *tape);
+TT_API size_t tt_tape_length(const tt_tape *tape);
 
 /* Creates a rows × cols tensor of zeros in the tape's memory, for per-step
  * inputs such as a minibatch. It has no gradient and is valid until the next
  * reset. Returns NULL on failure, recorded on the tape. */
-tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *name);
+TT_API tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *name);
 
 /* Runs the backward pass from `loss`, a 1 × 1 tensor produced by an op on
  * this tape: seeds dL/dloss = 1 and walks the records in reverse, adding into
@@ -229,7 +248,7 @@ tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const char *n
  * and TT_ERR_STATE if no tensor it was computed from requires a gradient
  * (usually a missing tt_tensor_require_grad()). A failure here is recorded
  * on the tape as well. */
-tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
+TT_API tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
 
 /* Turns anomaly mode on or off for this tape. A new tape has it off, and a
  * reset keeps the setting. In anomaly mode every op checks its output for
@@ -245,10 +264,10 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
  * gradients then hold only part of the pass's contributions. The checks
  * read every output and gradient once more, which costs about as much as
  * one elementwise op per tensor. Returns TT_ERR_ARG for NULL. */
-tt_status tt_tape_set_anomaly_check(tt_tape *tape, bool enabled);
+TT_API tt_status tt_tape_set_anomaly_check(tt_tape *tape, bool enabled);
 
 /* Whether anomaly mode is on; false for NULL. */
-bool tt_tape_anomaly_check(const tt_tape *tape);
+TT_API bool tt_tape_anomaly_check(const tt_tape *tape);
 
 /* ---- Ops ------------------------------------------------------------------
  * Each op checks its arguments, computes its output in the tape's memory
@@ -261,7 +280,7 @@ bool tt_tape_anomaly_check(const tt_tape *tape);
 /* Matrix product C = A·B: A is m × k, B is k × n, C is m × n.
  * Backward: dA += dC·Bᵀ and dB += Aᵀ·dC, without forming a transpose.
  * TT_ERR_SHAPE if the columns of A differ from the rows of B. */
-tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b);
+TT_API tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b);
 
 /* Elementwise sum with broadcasting. The output has, in each dimension, the
  * larger of the two operands' sizes; each operand must match it there or be
@@ -270,12 +289,45 @@ tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b);
  * either way round, and d×1 + 1×n (an outer sum).
  * Backward: each operand receives dC summed over the dimensions it was
  * broadcast along. TT_ERR_SHAPE if the shapes do not broadcast. */
-tt_tensor *tt_add(tt_tape *tape, tt_tensor *a, tt_tensor *b);
+TT_API tt_tensor *tt_add(tt_tape *tape, tt_tensor *a, tt_tensor *b);
 
 /* Rectified linear unit, elementwise: max(0, x) (eq. 15). NaN stays NaN
  * and −0 stays −0, since neither is below 0.
  * Backward: dx += dy where x > 0; the derivative at exactly 0 is 0 (eq. 16). */
-tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
+TT_API tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
+
+/* Activations, elementwise like tt_relu: the output has x's shape and
+ * backward adds dx += dy · g'(x). For every finite x the output is finite,
+ * and the derivative is computed without cancellation, so its tail for
+ * large |x| is exact to rounding instead of 0 (sigmoid'(40) ≈ 4.2e-18).
+ * NaN stays NaN, in the output and in the gradient, except where noted. */
+
+/* Logistic sigmoid, 1 / (1 + exp(−x)), in (0, 1); exp is only taken of
+ * −|x|, so nothing overflows. sigmoid(±inf) = 1 or 0.
+ * Derivative y·(1 − y), computed as e / (1 + e)² with e = exp(−|x|); it
+ * is 0 at ±inf and underflows to 0 only where its value is below the
+ * smallest tt_real. */
+TT_API tt_tensor *tt_sigmoid(tt_tape *tape, tt_tensor *x);
+
+/* Hyperbolic tangent, in (−1, 1); tanh(±inf) = ±1.
+ * Derivative 1 − y², computed as 4e / (1 + e)² with e = exp(−2|x|); 0 at
+ * ±inf. */
+TT_API tt_tensor *tt_tanh(tt_tape *tape, tt_tensor *x);
+
+/* Leaky ReLU: x for x ≥ 0, slope·x for x < 0. A slope of 0 gives relu
+ * exactly, −inf included. −0 stays −0.
+ * Derivative 1 for x > 0 and `slope` for x ≤ 0: at exactly 0 it takes the
+ * left-hand slope, as ReLU'(0) = 0, and a NaN x also gets `slope`. The
+ * slope is saved on the tape with the record. Any finite slope is
+ * accepted; with |slope| > 1 a large negative x can overflow to −inf.
+ * TT_ERR_ARG if the slope is NaN or infinite. */
+TT_API tt_tensor *tt_leaky_relu(tt_tape *tape, tt_tensor *x, tt_real slope);
+
+/* Softplus, log(1 + exp(x)), computed as max(x, 0) + log1p(exp(−|x|)),
+ * which does not overflow and keeps the value exp(x) for very negative x.
+ * softplus(+inf) = +inf, softplus(−inf) = 0.
+ * Derivative sigmoid(x), computed as tt_sigmoid computes it. */
+TT_API tt_tensor *tt_softplus(tt_tape *tape, tt_tensor *x);
 
 /* Softmax cross-entropy over columns, fused: `logits` is C × n (one column
  * per sample), `labels` holds n class indices in [0, C). Returns the 1 × 1
@@ -298,8 +350,8 @@ tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
  * the op succeeds. An all −inf column usually means that every class was
  * masked out upstream, so the NaN is kept for anomaly mode to report rather
  * than replaced by an invented softmax. */
-tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
-                            size_t n_labels);
+TT_API tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
+                                   size_t n_labels);
 
 /* ---- Checking gradients -----------------------------------------------------
  * tt_gradcheck compares the gradient that tt_tape_backward() computes for
@@ -443,9 +495,10 @@ typedef struct tt_gradcheck_result {
  * A NaN or infinite loss at a moved point, or a step too small to move an
  * element, is no error: that entry fails, its numeric value NaN or
  * infinite. */
-tt_status tt_gradcheck(tt_loss_function loss, void *context, tt_tensor *const tensors[],
-                       size_t n_tensors, const tt_gradcheck_options *options,
-                       tt_gradcheck_result *result, tt_error *err);
+TT_API tt_status tt_gradcheck(tt_loss_function loss, void *context,
+                              tt_tensor *const tensors[], size_t n_tensors,
+                              const tt_gradcheck_options *options, tt_gradcheck_result *result,
+                              tt_error *err);
 
 #ifdef __cplusplus
 }

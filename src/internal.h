@@ -253,12 +253,16 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 #define TT_LOG log
 #define TT_LOG1P log1p
 #define TT_EXPM1 expm1
+#define TT_TANH tanh
+#define TT_FABS fabs
 #define TT_NEXTAFTER nextafter
 #else
 #define TT_EXP expf
 #define TT_LOG logf
 #define TT_LOG1P log1pf
 #define TT_EXPM1 expm1f
+#define TT_TANH tanhf
+#define TT_FABS fabsf
 #define TT_NEXTAFTER nextafterf
 #endif
 

@@ -1,0 +1,540 @@
+/* Activations: sigmoid, tanh, leaky ReLU and softplus, forward and
+ * backward, on hand-worked values, on extreme inputs (±1e30, ±inf, NaN),
+ * and against tt_gradcheck over random inputs. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "helpers.h"
+
+/* Columns of the random inputs of the gradient checks, and their rows. */
+#define CHECK_ROWS 4
+#define CHECK_COLS 6
+
+/* Seeds of the gradient checks. */
+#define CHECK_SEEDS 3
+
+/* Random inputs of leaky ReLU's gradient check have magnitudes in
+ * [KINK_MARGIN, 2): the largest move of the checker, h·max(1, |x|) with
+ * h = TT_GRADCHECK_DEFAULT_STEP = 5e-3 in float, is 1e-2, so no difference
+ * crosses the kink at 0. */
+#define KINK_MARGIN 0.1
+
+/* Slope of the leaky ReLU tests: 0.25 is exact in binary, so slope·x and
+ * slope·dy are exact for the small integers and halves used. */
+#define SLOPE 0.25
+
+typedef tt_tensor *(*activation_fn)(tt_tape *tape, tt_tensor *x);
+
+static tt_tensor *leaky_relu_with_test_slope(tt_tape *tape, tt_tensor *x)
+{
+    return tt_leaky_relu(tape, x, (tt_real)SLOPE);
+}
+
+/* ---- References in double -------------------------------------------------- */
+
+static double reference_sigmoid(double x)
+{
+    return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
+}
+
+/* sigmoid'(x) = sigmoid(x)·sigmoid(−x); each factor is computed without
+ * cancellation. */
+static double reference_sigmoid_derivative(double x)
+{
+    return reference_sigmoid(x) * reference_sigmoid(-x);
+}
+
+/* tanh'(x) = 1 / cosh²(x); cosh overflows to inf for large |x|, giving 0. */
+static double reference_tanh_derivative(double x)
+{
+    const double c = cosh(x);
+    return 1 / (c * c);
+}
+
+static double reference_softplus(double x)
+{
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+/* ---- Comparison ------------------------------------------------------------- */
+
+/* Fails unless got[i] matches want[i]: NaN for NaN, the same infinity for
+ * an infinity, exactly 0 for 0, and otherwise within RTOL_REAL of want. */
+static void assert_values(const char *what, const tt_real *got, const double *want,
+                          const double *x, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        const double value = (double)got[i];
+        if (isnan(want[i])) {
+            ck_assert_msg(isnan(value), "%s at x = %g: got %g, want NaN", what, x[i], value);
+            continue;
+        }
+        ck_assert_msg(is_close(value, want[i], 0, RTOL_REAL), "%s at x = %g: got %.9g, want %.9g",
+                      what, x[i], value, want[i]);
+    }
+}
+
+/* Records g(x) on a 1 × count row, checks the output against `want`, then
+ * runs backward from loss = g(x)·1 (a sum, through matmul with a column of
+ * ones) and checks dx against `want_dx`. The loss is NaN or infinite when an
+ * output is, but the gradient of the sum is 1 for every output, so dx is
+ * g'(x) wherever g' is defined. */
+static void check_activation(const char *name, activation_fn activation, const double *x_values,
+                             const double *want, const double *want_dx, size_t count)
+{
+    tt_real *x_data = malloc(count * sizeof *x_data);
+    tt_real *ones = malloc(count * sizeof *ones);
+    ck_assert_ptr_nonnull(x_data);
+    ck_assert_ptr_nonnull(ones);
+    for (size_t i = 0; i < count; i++) {
+        x_data[i] = (tt_real)x_values[i];
+        ones[i] = 1;
+    }
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *x = new_tensor_or_fail(1, count, x_data, "x");
+    tt_tensor *v = new_tensor_or_fail(count, 1, ones, "v");
+    require_grad_or_fail(x);
+
+    tt_tensor *y = activation(tape, x);
+    ck_assert_msg(y != NULL, "%s failed: %s", name, tt_tape_error(tape)->message);
+    char what[64];
+    snprintf(what, sizeof what, "%s(x)", name);
+    assert_values(what, tt_tensor_data(y), want, x_values, count);
+
+    ck_assert_int_eq(tt_tape_backward(tape, tt_matmul(tape, y, v)), TT_OK);
+    snprintf(what, sizeof what, "%s'(x)", name);
+    assert_values(what, tt_tensor_grad(x), want_dx, x_values, count);
+
+    free(x_data);
+    free(ones);
+    tt_tensor_free(x);
+    tt_tensor_free(v);
+    tt_tape_free(tape);
+}
+
+/* ---- Gradient checks -------------------------------------------------------- */
+
+typedef struct head_context {
+    const loss_head *head;
+    activation_fn activation;
+} head_context;
+
+static tt_tensor *head_loss(tt_tape *tape, tt_tensor *const tensors[], size_t n_tensors,
+                            void *context)
+{
+    const head_context *ctx = context;
+    (void)n_tensors;
+    return apply_loss_head(tape, ctx->head, ctx->activation(tape, tensors[0]));
+}
+
+/* Runs tt_gradcheck on apply_loss_head(g(x)) for CHECK_SEEDS random x and
+ * fails unless every check passes. With away_from_zero, every |x| is at
+ * least KINK_MARGIN; otherwise x is normal with standard deviation
+ * `stddev`. */
+static void check_gradients(const char *name, activation_fn activation, double stddev,
+                            bool away_from_zero)
+{
+    for (uint64_t seed = 1; seed <= CHECK_SEEDS; seed++) {
+        tt_rng rng;
+        tt_rng_seed(&rng, seed);
+        tt_tensor *x = new_tensor_or_fail(CHECK_ROWS, CHECK_COLS, NULL, "x");
+        if (away_from_zero)
+            fill_away_from_zero(tt_tensor_data(x), CHECK_ROWS * CHECK_COLS, &rng, KINK_MARGIN,
+                                2.0);
+        else
+            tt_tensor_fill_normal(x, &rng, 0, (tt_real)stddev);
+        require_grad_or_fail(x);
+        loss_head head = new_loss_head(CHECK_ROWS, CHECK_COLS, &rng);
+        head_context context = {&head, activation};
+
+        tt_gradcheck_result result;
+        tt_error err = {TT_OK, ""};
+        const tt_status status = tt_gradcheck(head_loss, &context, &x, 1, NULL, &result, &err);
+        ck_assert_msg(status == TT_OK, "%s, seed %llu: tt_gradcheck returned %s: %s", name,
+                      (unsigned long long)seed, tt_status_str(status), err.message);
+        ck_assert_msg(result.verdict == TT_GRADCHECK_PASSED, "%s, seed %llu: %s", name,
+                      (unsigned long long)seed, result.summary);
+        ck_assert_msg(result.n_compared == CHECK_ROWS * CHECK_COLS,
+                      "%s, seed %llu: %zu entries compared, want %d", name,
+                      (unsigned long long)seed, result.n_compared, CHECK_ROWS * CHECK_COLS);
+
+        free_loss_head(&head);
+        tt_tensor_free(x);
+    }
+}
+
+/* ---- sigmoid ---------------------------------------------------------------- */
+
+START_TEST(sigmoid_matches_hand_values)
+{
+    /* sigmoid(0) = 1/2 and sigmoid'(0) = 1/4. With e^x = 3, sigmoid(x) =
+     * 3/4 and sigmoid'(x) = 3/4 · 1/4 = 3/16; by symmetry sigmoid(−x) = 1/4
+     * with the same derivative. */
+    const double ln3 = log(3.0);
+    const double x[3] = {0, ln3, -ln3};
+    const double want[3] = {0.5, 0.75, 0.25};
+    const double want_dx[3] = {0.25, 0.1875, 0.1875};
+    check_activation("sigmoid", tt_sigmoid, x, want, want_dx, 3);
+}
+END_TEST
+
+START_TEST(sigmoid_is_exact_at_extreme_inputs)
+{
+    /* ±1e30 and ±inf saturate to exactly 1 or 0 with derivative 0, and
+     * NaN stays NaN in both. At ±40 the derivative e^−40 ≈ 4.2e-18 is
+     * kept, where y·(1 − y) would give 0 at +40. */
+    const double x[7] = {1e30, -1e30, INFINITY, -INFINITY, NAN, 40, -40};
+    double want[7] = {1, 0, 1, 0, NAN, 0, 0};
+    double want_dx[7] = {0, 0, 0, 0, NAN, 0, 0};
+    for (size_t i = 5; i < 7; i++) {
+        want[i] = reference_sigmoid(x[i]);
+        want_dx[i] = reference_sigmoid_derivative(x[i]);
+    }
+    check_activation("sigmoid", tt_sigmoid, x, want, want_dx, 7);
+}
+END_TEST
+
+START_TEST(sigmoid_matches_reference_across_range)
+{
+    /* Every eighth of a unit from −80 to 80: in float, sigmoid(−80) ≈ 1.8e-35
+     * is still a normal number. */
+    enum { COUNT = 1281 };
+    double *x = malloc(COUNT * sizeof *x);
+    double *want = malloc(COUNT * sizeof *want);
+    double *want_dx = malloc(COUNT * sizeof *want_dx);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(want_dx);
+    for (size_t i = 0; i < COUNT; i++) {
+        x[i] = -80 + (double)i / 8;
+        want[i] = reference_sigmoid(x[i]);
+        want_dx[i] = reference_sigmoid_derivative(x[i]);
+    }
+    check_activation("sigmoid", tt_sigmoid, x, want, want_dx, COUNT);
+    free(x);
+    free(want);
+    free(want_dx);
+}
+END_TEST
+
+START_TEST(sigmoid_passes_gradcheck)
+{
+    check_gradients("sigmoid", tt_sigmoid, 2.0, false);
+}
+END_TEST
+
+/* ---- tanh ------------------------------------------------------------------- */
+
+START_TEST(tanh_matches_hand_values)
+{
+    /* tanh(0) = 0, tanh'(0) = 1. With e^x = 3, tanh(x) = (9 − 1)/(9 + 1)
+     * = 0.8 and tanh'(x) = 1 − 0.64 = 0.36. tanh is odd, tanh' even. */
+    const double ln3 = log(3.0);
+    const double x[3] = {0, ln3, -ln3};
+    const double want[3] = {0, 0.8, -0.8};
+    const double want_dx[3] = {1, 0.36, 0.36};
+    check_activation("tanh", tt_tanh, x, want, want_dx, 3);
+}
+END_TEST
+
+START_TEST(tanh_is_exact_at_extreme_inputs)
+{
+    /* ±1e30 and ±inf give ±1 with derivative 0; NaN stays NaN. At ±20
+     * the derivative 4e^−40 ≈ 1.7e-17 is kept, where 1 − y² gives 0. */
+    const double x[7] = {1e30, -1e30, INFINITY, -INFINITY, NAN, 20, -20};
+    double want[7] = {1, -1, 1, -1, NAN, 0, 0};
+    double want_dx[7] = {0, 0, 0, 0, NAN, 0, 0};
+    for (size_t i = 5; i < 7; i++) {
+        want[i] = tanh(x[i]);
+        want_dx[i] = reference_tanh_derivative(x[i]);
+    }
+    check_activation("tanh", tt_tanh, x, want, want_dx, 7);
+}
+END_TEST
+
+START_TEST(tanh_matches_reference_across_range)
+{
+    /* Every sixteenth of a unit from −40 to 40: in float, tanh'(40) ≈
+     * 7.2e-35 is still a normal number. */
+    enum { COUNT = 1281 };
+    double *x = malloc(COUNT * sizeof *x);
+    double *want = malloc(COUNT * sizeof *want);
+    double *want_dx = malloc(COUNT * sizeof *want_dx);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(want_dx);
+    for (size_t i = 0; i < COUNT; i++) {
+        x[i] = -40 + (double)i / 16;
+        want[i] = tanh(x[i]);
+        want_dx[i] = reference_tanh_derivative(x[i]);
+    }
+    check_activation("tanh", tt_tanh, x, want, want_dx, COUNT);
+    free(x);
+    free(want);
+    free(want_dx);
+}
+END_TEST
+
+START_TEST(tanh_passes_gradcheck)
+{
+    check_gradients("tanh", tt_tanh, 1.0, false);
+}
+END_TEST
+
+/* ---- leaky ReLU ------------------------------------------------------------- */
+
+START_TEST(leaky_relu_matches_hand_values)
+{
+    /* slope 1/4: [-2 -0.5 0.5 3] ↦ [-0.5 -0.125 0.5 3], derivative
+     * [1/4 1/4 1 1]. */
+    const double x[4] = {-2, -0.5, 0.5, 3};
+    const double want[4] = {-0.5, -0.125, 0.5, 3};
+    const double want_dx[4] = {SLOPE, SLOPE, 1, 1};
+    check_activation("leaky_relu", leaky_relu_with_test_slope, x, want, want_dx, 4);
+}
+END_TEST
+
+START_TEST(leaky_relu_gradient_at_zero_is_slope)
+{
+    /* The derivative at exactly 0 and at −0 is the left-hand slope; a tiny
+     * positive input already gets 1. */
+    const double x[3] = {0, -0.0, 1e-30};
+    const double want[3] = {0, 0, 1e-30};
+    const double want_dx[3] = {SLOPE, SLOPE, 1};
+    check_activation("leaky_relu", leaky_relu_with_test_slope, x, want, want_dx, 3);
+}
+END_TEST
+
+START_TEST(leaky_relu_is_exact_at_extreme_inputs)
+{
+    /* NaN stays NaN in the output, and its gradient is the slope, as for
+     * any input not above 0. */
+    const double x[5] = {1e30, -1e30, INFINITY, -INFINITY, NAN};
+    const double want[5] = {1e30, -0.25e30, INFINITY, -INFINITY, NAN};
+    const double want_dx[5] = {1, SLOPE, 1, SLOPE, SLOPE};
+    check_activation("leaky_relu", leaky_relu_with_test_slope, x, want, want_dx, 5);
+}
+END_TEST
+
+START_TEST(leaky_relu_with_zero_slope_equals_relu)
+{
+    const double x[6] = {-2, 0, 3, -1e30, -INFINITY, INFINITY};
+    const tt_real x_data[6] = {-2, 0, 3, -1e30f, -INFINITY, INFINITY};
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *input = new_tensor_or_fail(1, 6, x_data, "x");
+
+    tt_tensor *leaky = tt_leaky_relu(tape, input, 0);
+    tt_tensor *relu = tt_relu(tape, input);
+
+    ck_assert_ptr_nonnull(leaky);
+    ck_assert_ptr_nonnull(relu);
+    double want[6];
+    for (size_t i = 0; i < 6; i++)
+        want[i] = (double)tt_tensor_data(relu)[i];
+    assert_values("leaky_relu(x, 0)", tt_tensor_data(leaky), want, x, 6);
+
+    tt_tensor_free(input);
+    tt_tape_free(tape);
+}
+END_TEST
+
+START_TEST(leaky_relu_keeps_each_records_slope)
+{
+    /* Two leaky ReLUs of one x with slopes 0.5 and 0.125, summed: for
+     * x = -2 the gradient is 0.5 + 0.125 = 0.625, for x = 1 it is 2. */
+    const tt_real x_data[2] = {-2, 1};
+    const tt_real ones[2] = {1, 1};
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *x = new_tensor_or_fail(1, 2, x_data, "x");
+    tt_tensor *v = new_tensor_or_fail(2, 1, ones, "v");
+    require_grad_or_fail(x);
+
+    tt_tensor *sum = tt_add(tape, tt_leaky_relu(tape, x, 0.5f), tt_leaky_relu(tape, x, 0.125f));
+    ck_assert_int_eq(tt_tape_backward(tape, tt_matmul(tape, sum, v)), TT_OK);
+
+    const tt_real want_dx[2] = {0.625f, 2};
+    assert_all_equal("dx", tt_tensor_grad(x), want_dx, 2);
+
+    tt_tensor_free(x);
+    tt_tensor_free(v);
+    tt_tape_free(tape);
+}
+END_TEST
+
+START_TEST(leaky_relu_passes_gradcheck)
+{
+    check_gradients("leaky_relu", leaky_relu_with_test_slope, 0, true);
+}
+END_TEST
+
+START_TEST(leaky_relu_gradcheck_excludes_kink)
+{
+    /* x = 0 exactly: the moved runs put x on both sides of 0, so the
+     * checker must exclude the entry instead of comparing the average
+     * slope (1 + 1/4)/2 with the left-hand slope 1/4. */
+    const tt_real x_data[2] = {0, 1};
+    tt_rng rng;
+    tt_rng_seed(&rng, 7);
+    tt_tensor *x = new_tensor_or_fail(1, 2, x_data, "x");
+    require_grad_or_fail(x);
+    loss_head head = new_loss_head(1, 2, &rng);
+    head_context context = {&head, leaky_relu_with_test_slope};
+
+    tt_gradcheck_result result;
+    tt_error err = {TT_OK, ""};
+    ck_assert_int_eq(tt_gradcheck(head_loss, &context, &x, 1, NULL, &result, &err), TT_OK);
+
+    ck_assert_uint_eq(result.n_kinks, 1);
+    ck_assert_uint_eq(result.first_kink.col, 0);
+    ck_assert_msg(result.verdict == TT_GRADCHECK_PASSED, "%s", result.summary);
+
+    free_loss_head(&head);
+    tt_tensor_free(x);
+}
+END_TEST
+
+START_TEST(leaky_relu_rejects_non_finite_slope)
+{
+    const tt_real slopes[3] = {NAN, INFINITY, -INFINITY};
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *x = new_tensor_or_fail(2, 2, NULL, "x");
+
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_ptr_null(tt_leaky_relu(tape, x, slopes[i]));
+        ck_assert_int_eq(tt_tape_status(tape), TT_ERR_ARG);
+        ck_assert_uint_eq(tt_tape_length(tape), 0);
+        tt_tape_reset(tape);
+    }
+    ck_assert_ptr_null(tt_leaky_relu(tape, x, NAN));
+    ck_assert_str_eq(tt_tape_error(tape)->message, "leaky_relu: slope is nan; it must be finite");
+
+    tt_tape_reset(tape);
+    ck_assert_ptr_nonnull(tt_leaky_relu(tape, x, 0.5f));
+    assert_tape_ok(tape, "leaky_relu after the reset");
+
+    tt_tensor_free(x);
+    tt_tape_free(tape);
+}
+END_TEST
+
+/* ---- softplus --------------------------------------------------------------- */
+
+START_TEST(softplus_matches_hand_values)
+{
+    /* softplus(0) = ln 2 with derivative sigmoid(0) = 1/2. With e^x = 3,
+     * softplus(x) = ln 4 and softplus(−x) = ln(4/3), with derivatives 3/4
+     * and 1/4. */
+    const double ln3 = log(3.0);
+    const double x[3] = {0, ln3, -ln3};
+    const double want[3] = {log(2.0), log(4.0), log(4.0 / 3.0)};
+    const double want_dx[3] = {0.5, 0.75, 0.25};
+    check_activation("softplus", tt_softplus, x, want, want_dx, 3);
+}
+END_TEST
+
+START_TEST(softplus_is_exact_at_extreme_inputs)
+{
+    /* softplus(1e30) = 1e30 and softplus(−1e30) = 0, with derivatives 1
+     * and 0; +inf gives +inf, −inf gives 0. At −40 the value and the
+     * derivative are both e^−40 ≈ 4.2e-18, which log(1 + exp(x)) would
+     * round to 0. */
+    const double x[6] = {1e30, -1e30, INFINITY, -INFINITY, NAN, -40};
+    const double want[6] = {(double)(tt_real)1e30, 0, INFINITY, 0, NAN, reference_softplus(-40)};
+    const double want_dx[6] = {1, 0, 1, 0, NAN, reference_sigmoid(-40)};
+    check_activation("softplus", tt_softplus, x, want, want_dx, 6);
+}
+END_TEST
+
+START_TEST(softplus_matches_reference_across_range)
+{
+    enum { COUNT = 1281 };
+    double *x = malloc(COUNT * sizeof *x);
+    double *want = malloc(COUNT * sizeof *want);
+    double *want_dx = malloc(COUNT * sizeof *want_dx);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(want_dx);
+    for (size_t i = 0; i < COUNT; i++) {
+        x[i] = -80 + (double)i / 8;
+        want[i] = reference_softplus(x[i]);
+        want_dx[i] = reference_sigmoid(x[i]);
+    }
+    check_activation("softplus", tt_softplus, x, want, want_dx, COUNT);
+    free(x);
+    free(want);
+    free(want_dx);
+}
+END_TEST
+
+START_TEST(softplus_passes_gradcheck)
+{
+    check_gradients("softplus", tt_softplus, 2.0, false);
+}
+END_TEST
+
+/* ---- Errors shared by every activation -------------------------------------- */
+
+START_TEST(activations_reject_null_input)
+{
+    const activation_fn activations[4] = {tt_sigmoid, tt_tanh, leaky_relu_with_test_slope,
+                                          tt_softplus};
+    const char *const messages[4] = {"sigmoid: x is NULL", "tanh: x is NULL",
+                                     "leaky_relu: x is NULL", "softplus: x is NULL"};
+    tt_tape *tape = new_tape_or_fail();
+
+    for (size_t i = 0; i < 4; i++) {
+        ck_assert_ptr_null(activations[i](tape, NULL));
+        ck_assert_int_eq(tt_tape_status(tape), TT_ERR_ARG);
+        ck_assert_str_eq(tt_tape_error(tape)->message, messages[i]);
+        ck_assert_uint_eq(tt_tape_length(tape), 0);
+        tt_tape_reset(tape);
+    }
+
+    tt_tape_free(tape);
+}
+END_TEST
+
+static Suite *activations_suite(void)
+{
+    Suite *suite = suite_create("activations");
+
+    TCase *sigmoid = add_test_case(suite, "sigmoid");
+    tcase_add_test(sigmoid, sigmoid_matches_hand_values);
+    tcase_add_test(sigmoid, sigmoid_is_exact_at_extreme_inputs);
+    tcase_add_test(sigmoid, sigmoid_matches_reference_across_range);
+    tcase_add_test(sigmoid, sigmoid_passes_gradcheck);
+
+    TCase *tanh_case = add_test_case(suite, "tanh");
+    tcase_add_test(tanh_case, tanh_matches_hand_values);
+    tcase_add_test(tanh_case, tanh_is_exact_at_extreme_inputs);
+    tcase_add_test(tanh_case, tanh_matches_reference_across_range);
+    tcase_add_test(tanh_case, tanh_passes_gradcheck);
+
+    TCase *leaky = add_test_case(suite, "leaky_relu");
+    tcase_add_test(leaky, leaky_relu_matches_hand_values);
+    tcase_add_test(leaky, leaky_relu_gradient_at_zero_is_slope);
+    tcase_add_test(leaky, leaky_relu_is_exact_at_extreme_inputs);
+    tcase_add_test(leaky, leaky_relu_with_zero_slope_equals_relu);
+    tcase_add_test(leaky, leaky_relu_keeps_each_records_slope);
+    tcase_add_test(leaky, leaky_relu_passes_gradcheck);
+    tcase_add_test(leaky, leaky_relu_gradcheck_excludes_kink);
+    tcase_add_test(leaky, leaky_relu_rejects_non_finite_slope);
+
+    TCase *softplus = add_test_case(suite, "softplus");
+    tcase_add_test(softplus, softplus_matches_hand_values);
+    tcase_add_test(softplus, softplus_is_exact_at_extreme_inputs);
+    tcase_add_test(softplus, softplus_matches_reference_across_range);
+    tcase_add_test(softplus, softplus_passes_gradcheck);
+
+    TCase *errors = add_test_case(suite, "errors");
+    tcase_add_test(errors, activations_reject_null_input);
+
+    return suite;
+}
+
+int main(void)
+{
+    return run_suite(activations_suite());
+}
