@@ -298,8 +298,8 @@ TT_API tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x);
 
 /* Activations, elementwise like tt_relu: the output has x's shape and
  * backward adds dx += dy · g'(x). For every finite x the output is finite,
- * and the derivative is computed without cancellation, so its tail for
- * large |x| is exact to rounding instead of 0 (sigmoid'(40) ≈ 4.2e-18).
+ * and values and derivatives that are tiny in the tails, such as
+ * sigmoid'(40) ≈ 4.2e-18, are kept to rounding instead of rounded to 0.
  * NaN stays NaN, in the output and in the gradient, except where noted. */
 
 /* Logistic sigmoid, 1 / (1 + exp(−x)), in (0, 1); exp is only taken of
@@ -328,6 +328,33 @@ TT_API tt_tensor *tt_leaky_relu(tt_tape *tape, tt_tensor *x, tt_real slope);
  * softplus(+inf) = +inf, softplus(−inf) = 0.
  * Derivative sigmoid(x), computed as tt_sigmoid computes it. */
 TT_API tt_tensor *tt_softplus(tt_tape *tape, tt_tensor *x);
+
+/* Exponential linear unit: x for x > 0, alpha·(exp(x) − 1) for x ≤ 0,
+ * computed with expm1 so that tiny negative x keep the value alpha·x.
+ * ELU(−inf) = −alpha.
+ * Derivative 1 for x > 0 and alpha·exp(x) for x ≤ 0, so the derivative at
+ * exactly 0 is alpha, the left-hand slope. Unless alpha is 1 the gradient
+ * checker excludes differences across 0. alpha is saved on the tape with
+ * the record. TT_ERR_ARG if alpha is NaN or infinite. */
+TT_API tt_tensor *tt_elu(tt_tape *tape, tt_tensor *x, tt_real alpha);
+
+/* SiLU (swish), x·sigmoid(x). SiLU(+inf) = +inf and SiLU(−inf) = 0.
+ * Derivative sigmoid(x)·(1 + x·sigmoid(−x)), which is 1 at +inf and 0 at
+ * −inf. */
+TT_API tt_tensor *tt_silu(tt_tape *tape, tt_tensor *x);
+
+/* GELU, exact: x·Φ(x), with Φ(x) = erfc(−x/√2)/2 the standard normal
+ * distribution function; erfc keeps the small negative values in the
+ * lower tail. GELU(+inf) = +inf and GELU(−inf) = 0.
+ * Derivative Φ(x) + x·exp(−x²/2)/√(2π), which is 1 at +inf and 0 at −inf. */
+TT_API tt_tensor *tt_gelu(tt_tape *tape, tt_tensor *x);
+
+/* GELU, tanh approximation: x·(1 + tanh(u))/2 with
+ * u = √(2/π)·(x + 0.044715·x³), computed as x·sigmoid(2u), which is equal
+ * and keeps the lower tail. It differs from tt_gelu by at most about 5e-4.
+ * Values at ±inf as tt_gelu. Derivative sigmoid(2u) + 2x·sigmoid(2u)·
+ * sigmoid(−2u)·du/dx, with du/dx = √(2/π)·(1 + 3·0.044715·x²). */
+TT_API tt_tensor *tt_gelu_tanh(tt_tape *tape, tt_tensor *x);
 
 /* Softmax cross-entropy over columns, fused: `logits` is C × n (one column
  * per sample), `labels` holds n class indices in [0, C). Returns the 1 × 1

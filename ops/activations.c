@@ -1,14 +1,15 @@
-/* Elementwise activations: sigmoid, tanh, leaky ReLU and softplus.
+/* Elementwise activations: sigmoid, tanh, leaky ReLU, softplus, ELU, SiLU
+ * and GELU, exact and in its tanh approximation.
  *
  * Shapes: x is any rows × cols; out has x's shape. In an MLP, x is z(t)
  * and out is h(t) (eq. 2 with g the activation).
- * Saves: leaky ReLU saves its slope; the others save nothing, because
- * backward rereads x.
+ * Saves: leaky ReLU saves its slope and ELU its alpha; the others save
+ * nothing, because backward rereads x.
  * Gradient: dx += dout · g'(x), with g' written out beside each kernel.
  *
  * The activations share one file because they share everything but their
  * two kernels: the recording glue below and the stable sigmoid, which
- * sigmoid, its own derivative and softplus's derivative all use.
+ * sigmoid, softplus's derivative, SiLU and the tanh form of GELU all use.
  *
  * Every formula is chosen so that a finite x gives a finite output and a
  * derivative that is exact to rounding, including tails such as
@@ -263,4 +264,222 @@ static const tt_op softplus_op = {
 tt_tensor *tt_softplus(tt_tape *tape, tt_tensor *x)
 {
     return record_activation(tape, &softplus_op, softplus_forward, x, NULL);
+}
+
+/* ---- ELU ----------------------------------------------------------------- */
+
+/* x for x > 0, alpha·(exp(x) − 1) elsewhere. expm1 keeps the value
+ * alpha·x for tiny negative x, which exp(x) − 1 would round away. */
+static void elu_forward(tt_real *out, const tt_real *x, size_t size, tt_real alpha)
+{
+    for (size_t i = 0; i < size; i++)
+        out[i] = x[i] > 0 ? x[i] : alpha * TT_EXPM1(x[i]);
+}
+
+/* ELU'(x) = 1 for x > 0 and alpha·exp(x) elsewhere, so the kink at exactly
+ * 0 gets the left-hand slope alpha. alpha·exp(x) is used in place of the
+ * equal y + alpha, which cancels for very negative x. */
+static void elu_backward(tt_real *restrict dx, bool add, const tt_real *restrict dout,
+                         const tt_real *restrict x, size_t size, tt_real alpha)
+{
+    for (size_t i = 0; i < size; i++) {
+        const tt_real derivative = x[i] > 0 ? 1 : alpha * TT_EXP(x[i]);
+        store_gradient(&dx[i], add, dout[i] * derivative);
+    }
+}
+
+static void elu_tape_backward(const tt_record *record)
+{
+    run_backward(record, elu_backward);
+}
+
+/* ELU has a kink at 0 unless alpha is 1, where both slopes meet at 1. */
+static bool elu_crosses_kink(const tt_record *base, const tt_record *moved)
+{
+    if (saved_parameter(base) == 1)
+        return false;
+    return crosses_kink_at_zero(base, moved);
+}
+
+static const tt_op elu_op = {
+    .name = "elu",
+    .n_inputs = 1,
+    .backward = elu_tape_backward,
+    .crosses_kink = elu_crosses_kink,
+};
+
+tt_tensor *tt_elu(tt_tape *tape, tt_tensor *x, tt_real alpha)
+{
+    if (tape != NULL && tt_tape_status(tape) == TT_OK && !isfinite(alpha)) {
+        tt_tape_fail(tape, TT_ERR_ARG, "elu: alpha is %g; it must be finite", (double)alpha);
+        return NULL;
+    }
+    return record_activation(tape, &elu_op, elu_forward, x, &alpha);
+}
+
+/* ---- SiLU ---------------------------------------------------------------- */
+
+/* x·sigmoid(x). Where sigmoid(x) is 0 the output is 0 without multiplying,
+ * so that −inf gives 0 instead of −inf·0 = NaN. */
+static void silu_forward(tt_real *out, const tt_real *x, size_t size, tt_real unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < size; i++) {
+        const tt_real s = stable_sigmoid(x[i]);
+        out[i] = s == 0 ? 0 : x[i] * s;
+    }
+}
+
+/* SiLU'(x) = s + x·s·(1 − s) = s·(1 + x·sigmoid(−x)) with s = sigmoid(x).
+ * At ±inf the product is inf·0, so the limits 1 and 0 are set directly. */
+static void silu_backward(tt_real *restrict dx, bool add, const tt_real *restrict dout,
+                          const tt_real *restrict x, size_t size, tt_real unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < size; i++) {
+        tt_real derivative;
+        if (isinf(x[i]))
+            derivative = x[i] > 0 ? 1 : 0;
+        else
+            derivative = stable_sigmoid(x[i]) * (1 + x[i] * stable_sigmoid(-x[i]));
+        store_gradient(&dx[i], add, dout[i] * derivative);
+    }
+}
+
+static void silu_tape_backward(const tt_record *record)
+{
+    run_backward(record, silu_backward);
+}
+
+static const tt_op silu_op = {
+    .name = "silu",
+    .n_inputs = 1,
+    .backward = silu_tape_backward,
+};
+
+tt_tensor *tt_silu(tt_tape *tape, tt_tensor *x)
+{
+    return record_activation(tape, &silu_op, silu_forward, x, NULL);
+}
+
+/* ---- GELU, exact --------------------------------------------------------- */
+
+/* 1/√2 and 1/√(2π), to more digits than a double carries. */
+#define INV_SQRT_2 0.70710678118654752440
+#define INV_SQRT_2PI 0.39894228040143267794
+
+/* The standard normal distribution function Φ(x) = erfc(−x/√2) / 2. erfc
+ * keeps the lower tail, which 1 + erf(x/√2) cancels to 0 below about −5.5
+ * in float. */
+static tt_real normal_cdf(tt_real x)
+{
+    return (tt_real)0.5 * TT_ERFC(-x * (tt_real)INV_SQRT_2);
+}
+
+/* x·Φ(x). Where Φ(x) is 0 the output is 0 without multiplying, so that
+ * −inf gives 0 instead of NaN. */
+static void gelu_forward(tt_real *out, const tt_real *x, size_t size, tt_real unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < size; i++) {
+        const tt_real cdf = normal_cdf(x[i]);
+        out[i] = cdf == 0 ? 0 : x[i] * cdf;
+    }
+}
+
+/* GELU'(x) = Φ(x) + x·φ(x), with φ(x) = exp(−x²/2)/√(2π). For large
+ * finite |x|, x² overflows to inf and φ to 0, which is its value to
+ * rounding; at ±inf x·φ is inf·0, so the limits 1 and 0 are set directly. */
+static void gelu_backward(tt_real *restrict dx, bool add, const tt_real *restrict dout,
+                          const tt_real *restrict x, size_t size, tt_real unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < size; i++) {
+        tt_real derivative;
+        if (isinf(x[i])) {
+            derivative = x[i] > 0 ? 1 : 0;
+        } else {
+            const tt_real density = (tt_real)INV_SQRT_2PI * TT_EXP(-x[i] * x[i] / 2);
+            derivative = normal_cdf(x[i]) + x[i] * density;
+        }
+        store_gradient(&dx[i], add, dout[i] * derivative);
+    }
+}
+
+static void gelu_tape_backward(const tt_record *record)
+{
+    run_backward(record, gelu_backward);
+}
+
+static const tt_op gelu_op = {
+    .name = "gelu",
+    .n_inputs = 1,
+    .backward = gelu_tape_backward,
+};
+
+tt_tensor *tt_gelu(tt_tape *tape, tt_tensor *x)
+{
+    return record_activation(tape, &gelu_op, gelu_forward, x, NULL);
+}
+
+/* ---- GELU, tanh approximation --------------------------------------------- */
+
+/* √(2/π) and the cubic coefficient of the approximation. */
+#define SQRT_2_OVER_PI 0.79788456080286535588
+#define GELU_CUBIC 0.044715
+
+/* The argument u = √(2/π)·(x + 0.044715·x³) of the approximation. x³
+ * overflows to ±inf for large |x|, which only saturates the sigmoid. */
+static tt_real gelu_tanh_argument(tt_real x)
+{
+    return (tt_real)SQRT_2_OVER_PI * (x + (tt_real)GELU_CUBIC * x * x * x);
+}
+
+/* x·(1 + tanh(u))/2, computed as x·sigmoid(2u), which is equal and keeps
+ * the lower tail that 1 + tanh(u) cancels to 0. Where the sigmoid is 0 the
+ * output is 0 without multiplying, so that −inf gives 0 instead of NaN. */
+static void gelu_tanh_forward(tt_real *out, const tt_real *x, size_t size, tt_real unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < size; i++) {
+        const tt_real s = stable_sigmoid(2 * gelu_tanh_argument(x[i]));
+        out[i] = s == 0 ? 0 : x[i] * s;
+    }
+}
+
+/* With s = sigmoid(2u): y' = s + x·2·s·(1 − s)·u', where
+ * u' = √(2/π)·(1 + 3·0.044715·x²) and 1 − s is taken as sigmoid(−2u).
+ * Where s·(1 − s) is 0 the second term is 0 without multiplying, because
+ * x·u' may be infinite there. */
+static void gelu_tanh_backward(tt_real *restrict dx, bool add, const tt_real *restrict dout,
+                               const tt_real *restrict x, size_t size, tt_real unused)
+{
+    (void)unused;
+    for (size_t i = 0; i < size; i++) {
+        const tt_real twice_u = 2 * gelu_tanh_argument(x[i]);
+        const tt_real s = stable_sigmoid(twice_u);
+        const tt_real s_slope = s * stable_sigmoid(-twice_u);
+        tt_real derivative = s;
+        if (s_slope != 0) {
+            const tt_real du = (tt_real)SQRT_2_OVER_PI * (1 + 3 * (tt_real)GELU_CUBIC * x[i] * x[i]);
+            derivative += x[i] * 2 * s_slope * du;
+        }
+        store_gradient(&dx[i], add, dout[i] * derivative);
+    }
+}
+
+static void gelu_tanh_tape_backward(const tt_record *record)
+{
+    run_backward(record, gelu_tanh_backward);
+}
+
+static const tt_op gelu_tanh_op = {
+    .name = "gelu_tanh",
+    .n_inputs = 1,
+    .backward = gelu_tanh_tape_backward,
+};
+
+tt_tensor *tt_gelu_tanh(tt_tape *tape, tt_tensor *x)
+{
+    return record_activation(tape, &gelu_tanh_op, gelu_tanh_forward, x, NULL);
 }
