@@ -871,6 +871,78 @@ START_TEST(gelu_tanh_passes_gradcheck)
 }
 END_TEST
 
+/* ---- Backward into tape tensors ------------------------------------------- */
+
+/* Returns dx of loss = sum of `uses` copies of g(t), t = x + 0, for the
+ * 1 × count row x. t is a tape tensor, so the first g backward overwrites
+ * its gradient and every later one adds to it. With uses = 0 it returns
+ * dx of sum(g(x)) with x itself as g's input, which always accumulates. */
+static void gradient_through_tape_tensor(activation_fn activation, const tt_real *x_data,
+                                         size_t count, size_t uses, tt_real *dx)
+{
+    tt_real *ones = malloc(count * sizeof *ones);
+    ck_assert_ptr_nonnull(ones);
+    for (size_t i = 0; i < count; i++)
+        ones[i] = 1;
+    const tt_real zero = 0;
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *x = new_tensor_or_fail(1, count, x_data, "x");
+    tt_tensor *v = new_tensor_or_fail(count, 1, ones, "v");
+    tt_tensor *z = new_tensor_or_fail(1, 1, &zero, "zero");
+    require_grad_or_fail(x);
+
+    tt_tensor *y;
+    if (uses == 0) {
+        y = activation(tape, x);
+    } else {
+        tt_tensor *t = tt_add(tape, x, z);
+        y = activation(tape, t);
+        for (size_t use = 1; use < uses; use++)
+            y = tt_add(tape, y, activation(tape, t));
+    }
+    ck_assert_int_eq(tt_tape_backward(tape, tt_matmul(tape, y, v)), TT_OK);
+    for (size_t i = 0; i < count; i++)
+        dx[i] = tt_tensor_grad(x)[i];
+
+    free(ones);
+    tt_tensor_free(x);
+    tt_tensor_free(v);
+    tt_tensor_free(z);
+    tt_tape_free(tape);
+}
+
+START_TEST(activations_backward_into_tape_tensor)
+{
+    /* One use of g(t) overwrites t's gradient with g'(x); two uses give
+     * g'(x) + g'(x), exactly twice g'(x). Both must match the direct run
+     * on x, which only accumulates. */
+    const activation_fn activations[8] = {
+        tt_sigmoid,          tt_tanh, leaky_relu_with_test_slope, tt_softplus,
+        elu_with_test_alpha, tt_silu, tt_gelu,                    tt_gelu_tanh};
+    const char *const names[8] = {"sigmoid", "tanh", "leaky_relu", "softplus",
+                                  "elu",     "silu", "gelu",       "gelu_tanh"};
+    const tt_real x_data[5] = {-1.5f, -0.25f, 0.5f, 2, 3};
+
+    for (size_t a = 0; a < 8; a++) {
+        tt_real direct[5];
+        tt_real once[5];
+        tt_real twice[5];
+        gradient_through_tape_tensor(activations[a], x_data, 5, 0, direct);
+        gradient_through_tape_tensor(activations[a], x_data, 5, 1, once);
+        gradient_through_tape_tensor(activations[a], x_data, 5, 2, twice);
+
+        tt_real doubled[5];
+        for (size_t i = 0; i < 5; i++)
+            doubled[i] = 2 * direct[i];
+        char what[64];
+        snprintf(what, sizeof what, "%s, one use of a tape tensor", names[a]);
+        assert_all_equal(what, once, direct, 5);
+        snprintf(what, sizeof what, "%s, two uses of a tape tensor", names[a]);
+        assert_all_equal(what, twice, doubled, 5);
+    }
+}
+END_TEST
+
 /* ---- Errors shared by every activation -------------------------------------- */
 
 START_TEST(activations_reject_null_input)
@@ -953,6 +1025,9 @@ static Suite *activations_suite(void)
     tcase_add_test(gelu_tanh, gelu_tanh_matches_reference_across_range);
     tcase_add_test(gelu_tanh, gelu_tanh_stays_close_to_gelu);
     tcase_add_test(gelu_tanh, gelu_tanh_passes_gradcheck);
+
+    TCase *tape_tensors = add_test_case(suite, "tape_tensors");
+    tcase_add_test(tape_tensors, activations_backward_into_tape_tensor);
 
     TCase *errors = add_test_case(suite, "errors");
     tcase_add_test(errors, activations_reject_null_input);
