@@ -12,9 +12,19 @@
 
 #include "internal.h"
 
+typedef struct worker {
+    pthread_t thread;
+    tt_pool *pool;
+    size_t index; /* 1 .. n_threads-1; the caller is thread 0 */
+} worker;
+
 struct tt_pool {
     size_t n_threads; /* including the calling thread */
-    pthread_t *workers;
+    /* One entry per worker thread. The thread reads its own entry, which
+     * lives as long as the pool, so starting a thread leaves nothing for it
+     * to free later; a free in a new thread could otherwise land in a
+     * caller's step, after the step was meant to touch the heap no more. */
+    worker *workers;
     pthread_mutex_t lock;
     pthread_cond_t work_ready;
     pthread_cond_t work_done;
@@ -28,11 +38,6 @@ struct tt_pool {
     bool stopping;
 };
 
-typedef struct worker_start {
-    tt_pool *pool;
-    size_t index; /* 1 .. n_threads-1; the caller is thread 0 */
-} worker_start;
-
 static void run_share(tt_pool *pool, size_t thread, size_t n_tasks, tt_pool_task_fn fn,
                       void *context)
 {
@@ -42,10 +47,9 @@ static void run_share(tt_pool *pool, size_t thread, size_t n_tasks, tt_pool_task
 
 static void *worker_main(void *argument)
 {
-    worker_start *start = argument;
-    tt_pool *pool = start->pool;
-    const size_t index = start->index;
-    free(start);
+    const worker *self = argument;
+    tt_pool *pool = self->pool;
+    const size_t index = self->index;
 
     uint64_t seen = 0;
     pthread_mutex_lock(&pool->lock);
@@ -91,13 +95,10 @@ tt_pool *tt_pool_new(size_t n_threads)
     pthread_cond_init(&pool->work_done, NULL);
 
     for (size_t i = 1; i < n_threads; i++) {
-        worker_start *start = malloc(sizeof *start);
-        if (start != NULL) {
-            start->pool = pool;
-            start->index = i;
-        }
-        if (start == NULL || pthread_create(&pool->workers[i - 1], NULL, worker_main, start) != 0) {
-            free(start);
+        worker *entry = &pool->workers[i - 1];
+        entry->pool = pool;
+        entry->index = i;
+        if (pthread_create(&entry->thread, NULL, worker_main, entry) != 0) {
             /* Shut down the workers that did start, then report failure. */
             pool->n_threads = i;
             tt_pool_free(pool);
@@ -117,7 +118,7 @@ void tt_pool_free(tt_pool *pool)
         pthread_cond_broadcast(&pool->work_ready);
         pthread_mutex_unlock(&pool->lock);
         for (size_t i = 1; i < pool->n_threads; i++)
-            pthread_join(pool->workers[i - 1], NULL);
+            pthread_join(pool->workers[i - 1].thread, NULL);
         pthread_mutex_destroy(&pool->lock);
         pthread_cond_destroy(&pool->work_ready);
         pthread_cond_destroy(&pool->work_done);
