@@ -29,9 +29,9 @@
  *         tt_tensor *h = tt_relu(tape, tt_add(tape, tt_matmul(tape, w, x), b));
  *         if (h == NULL) fprintf(stderr, "%s\n", tt_tape_error(tape)->message);
  *     tt_tape_reset() clears the error.
- * A NULL tensor argument to an op on a failed tape is expected (it is how
- * chaining propagates the failure); on a healthy tape it is reported as
- * TT_ERR_ARG.
+ * A NULL tensor argument to an op on a failed tape is expected, because
+ * that is how chaining passes the failure on. On a healthy tape it is
+ * reported as TT_ERR_ARG.
  *
  * Gradients. tt_tape_backward() adds into the gradient of every leaf tensor
  * that requires one: it never zeroes them, so two backward passes without a
@@ -283,8 +283,8 @@ TT_API bool tt_tape_anomaly_check(const tt_tape *tape);
 TT_API tt_tensor *tt_matmul(tt_tape *tape, tt_tensor *a, tt_tensor *b);
 
 /* Elementwise sum with broadcasting. The output has, in each dimension, the
- * larger of the two operands' sizes; each operand must match it there or be
- * 1, in which case its single row or column is repeated. This covers equal
+ * larger of the two operands' sizes. Each operand must match it there or be
+ * 1, and then its single row or column is repeated. This covers equal
  * shapes, d×1 + d×n (a bias added to every column), 1×n + d×n, 1×1 + any,
  * either way round, and d×1 + 1×n (an outer sum).
  * Backward: each operand receives dC summed over the dimensions it was

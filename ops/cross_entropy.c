@@ -17,10 +17,10 @@
  *
  * The shift m_i is kept apart from s_i instead of being added into one
  * log-sum-exp, because m_i + s_i rounds away a small s_i when the logits
- * are large. For the same reason s_i is computed as log1p of the sum of
- * the other terms, since the maximum's own term is exactly 1: with logits
- * [20, 0] the sum 1 + 2.1e-9 would round to 1 in float and the loss to 0,
- * while log1p(2.1e-9) keeps it. The softmax is an exp of a value ≤ 0 and the loss takes no
+ * are large. For the same reason s_i is log1p of the sum of the other
+ * terms, because the maximum's own term is exactly 1. With logits [20, 0]
+ * the sum 1 + 2.1e-9 would round to 1 in float and the loss to 0, while
+ * log1p(2.1e-9) keeps it. The softmax is an exp of a value ≤ 0 and the loss takes no
  * log of a probability, so nothing overflows and no log sees an
  * underflowed zero: logits of ±1e30 give a finite, exact loss and gradient.
  *

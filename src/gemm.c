@@ -354,10 +354,10 @@ static void macro_kernel(const tt_gemm_kernel *kernel, size_t m, size_t n, size_
     }
 }
 
-/* Splits `extent` into the fewest blocks of at most `max_block` and
- * returns a block size that makes them as even as possible, rounded up to
- * a multiple of `unit`: 784 with max 256 gives four blocks of 196 instead
- * of three of 256 and a thin one of 16. */
+/* Returns the block size that splits `extent` into the fewest blocks of at
+ * most `max_block`, as evenly as possible, rounded up to a multiple of
+ * `unit`. For example, 784 with a maximum of 256 gives four blocks of 196
+ * instead of three of 256 and a thin one of 16. */
 static size_t balanced_block(size_t extent, size_t max_block, size_t unit)
 {
     if (extent <= max_block)
@@ -390,9 +390,9 @@ static bool a_is_packed(bool transpose_a, size_t n)
 size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, size_t k)
 {
     /* The largest blocks of any product up to m × n × k, not the balanced
-     * blocks of this one: a thread that computes a slice of C runs a
-     * smaller product whose balanced blocks can be larger (128 rows alone
-     * make one block of 128, while 257 rows make three of 88). */
+     * blocks of this one. A thread that computes a slice of C runs a smaller
+     * product, whose balanced blocks can be larger: 128 rows alone make one
+     * block of 128, while 257 rows make three of 88. */
     const size_t kc = k < kernel->kc ? k : kernel->kc;
     const size_t mc = round_up(m < kernel->mc ? m : kernel->mc, kernel->mr);
     const size_t nc = round_up(n < kernel->nc ? n : kernel->nc, kernel->nr);

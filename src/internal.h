@@ -13,8 +13,8 @@
 typedef struct tt_arena_chunk tt_arena_chunk;
 
 /* A bump allocator over a list of chunks. Allocation never moves earlier
- * blocks; a reset makes all of it free again but keeps the chunks, so the
- * next step with the same requests takes nothing from the heap. */
+ * blocks. A reset frees everything but keeps the chunks, so the next step
+ * with the same requests takes nothing from the heap. */
 typedef struct tt_arena {
     tt_arena_chunk *first;
     tt_arena_chunk *current;
@@ -65,7 +65,7 @@ static inline size_t tt_tensor_size(const tt_tensor *t) { return t->rows * t->co
  * gradient (true) or may overwrite it (false), and marks the gradient as
  * holding a value. A tape tensor's gradient is pending at the start of a
  * backward pass, so its first contribution overwrites it and no pass has
- * to zero it first; a caller-owned tensor's gradient always accumulates. */
+ * to zero it first. A caller-owned tensor's gradient always accumulates. */
 static inline bool tt_grad_accumulates(tt_tensor *t)
 {
     const bool accumulates = !t->grad_pending;
@@ -135,9 +135,9 @@ size_t tt_gemm_scratch_size(const tt_gemm_kernel *kernel, size_t m, size_t n, si
  *     C += op(A)·op(B)       when accumulate is true,
  * where op(X) is X or Xᵀ. op(A) is m × k, op(B) is k × n, C is m × n.
  * A is stored as m × k (transpose_a false) or k × m (true), and likewise B
- * as k × n or n × k; each leading dimension is the stored row length.
+ * as k × n or n × k. Each leading dimension is the stored row length.
  * When accumulate is false C is overwritten and never read, so it may hold
- * NaN or garbage. `scratch` holds tt_gemm_scratch_size() elements and is
+ * NaN or garbage. `scratch` has room for tt_gemm_scratch_size() elements and is
  * aligned to TT_ARENA_ALIGN bytes. */
 void tt_gemm_run(const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_a,
                  bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
@@ -150,7 +150,7 @@ size_t tt_gemm_scratch_total(const tt_gemm_kernel *kernel, size_t n_threads, siz
 
 /* tt_gemm_run split over the pool's threads by whole tiles of C. Every
  * element of C gets the same bits for any number of threads. `scratch`
- * holds tt_gemm_scratch_total() elements for the pool's thread count. */
+ * has room for tt_gemm_scratch_total() elements at the pool's thread count. */
 void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool transpose_a,
              bool transpose_b, size_t m, size_t n, size_t k, const tt_real *a, size_t lda,
              const tt_real *b, size_t ldb, tt_real *c, size_t ldc, bool accumulate);
@@ -225,7 +225,7 @@ tt_tensor *tt_op_output(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[
  * TT_ERR_NOMEM naming the op and returns NULL. */
 void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size);
 
-/* Makes sure the tape's GEMM scratch holds at least `size` elements, so
+/* Makes sure the tape's GEMM scratch has room for `size` elements, so
  * that the op's forward and backward products cannot fail for want of it.
  * On failure records TT_ERR_NOMEM naming the op and returns false. */
 bool tt_op_reserve_gemm_scratch(tt_tape *tape, const tt_op *op, size_t size);

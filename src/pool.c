@@ -20,10 +20,10 @@ typedef struct worker {
 
 struct tt_pool {
     size_t n_threads; /* including the calling thread */
-    /* One entry per worker thread. The thread reads its own entry, which
-     * lives as long as the pool, so starting a thread leaves nothing for it
-     * to free later; a free in a new thread could otherwise land in a
-     * caller's step, after the step was meant to touch the heap no more. */
+    /* One entry per worker thread, which each thread reads as its start
+     * argument. The entries live as long as the pool, so a new thread has
+     * nothing to free. A late free in a new thread could otherwise land in
+     * a training step that must not touch the heap. */
     worker *workers;
     pthread_mutex_t lock;
     pthread_cond_t work_ready;

@@ -10,7 +10,7 @@
 /* Records a tape makes room for at first; the array doubles when full. */
 #define FIRST_RECORD_CAPACITY 64
 
-/* Number of threads a tape uses unless told otherwise: one per online CPU,
+/* Default thread count of a tape: one per online CPU,
  * or one if the system cannot say. */
 static size_t default_thread_count(void)
 {

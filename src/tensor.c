@@ -18,7 +18,7 @@ bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size)
     return true;
 }
 
-/* Longest part of a name that a label shows; a longer name is cut to this
+/* Maximum length of a name in a label. A longer name is cut to this
  * and ends in "...", so the label keeps its closing parenthesis. */
 #define LABEL_NAME_MAX 32
 

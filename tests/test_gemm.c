@@ -22,7 +22,7 @@ static const size_t sizes[] = {1, 7, 17, 63, 65, 257};
 
 #define SIZE_COUNT (sizeof sizes / sizeof sizes[0])
 
-/* Value that C holds before a product that overwrites it: a NaN, so that a
+/* Value that C contains before a product that overwrites it: a NaN, so that a
  * kernel that reads C instead of overwriting it is caught. */
 #define UNWRITTEN_C NAN
 

@@ -72,7 +72,7 @@
 #define LITERAL_TEXT(x) #x
 #define TEXT_OF(x) LITERAL_TEXT(x)
 
-/* Part of the help text that says whether this build reads .gz files. */
+/* Part of the help text that tells whether this build reads .gz files. */
 #ifdef HAVE_ZLIB
 #define GZIP_SUPPORT_NOTE ""
 #else
