@@ -527,6 +527,118 @@ TT_API tt_status tt_gradcheck(tt_loss_function loss, void *context,
                               const tt_gradcheck_options *options, tt_gradcheck_result *result,
                               tt_error *err);
 
+/* ---- Training ---------------------------------------------------------------
+ * Optimizers, weight initializers and a minibatch iterator: the pieces of a
+ * training loop around the tape. None of them prints or takes the tape. */
+
+/* The update rule of an optimizer. Each follows the rule of the PyTorch 1.13
+ * optimizer of the same name (torch.optim.SGD, Adam, AdamW; with their
+ * defaults maximize=False and amsgrad=False, which are not supported here).
+ * For a parameter p with gradient g at step t = 1, 2, …, with every
+ * hyperparameter named as in tt_optimizer_options:
+ *
+ * TT_OPTIMIZER_SGD
+ *     g ← g + weight_decay·p
+ *     if momentum ≠ 0:  buf ← g                                 at t = 1
+ *                       buf ← momentum·buf + (1 − dampening)·g  at t > 1
+ *                       g ← g + momentum·buf if nesterov, else g ← buf
+ *     p ← p − learning_rate·g
+ * TT_OPTIMIZER_ADAM
+ *     g ← g + weight_decay·p
+ *     m ← beta1·m + (1 − beta1)·g           m and v start at 0
+ *     v ← beta2·v + (1 − beta2)·g²
+ *     p ← p − (learning_rate / (1 − beta1^t)) · m / (√v / √(1 − beta2^t) + epsilon)
+ * TT_OPTIMIZER_ADAMW
+ *     p ← p·(1 − learning_rate·weight_decay)    decoupled weight decay
+ *     then Adam's m, v and p updates with g unchanged. */
+typedef enum tt_optimizer_kind {
+    TT_OPTIMIZER_SGD,
+    TT_OPTIMIZER_ADAM,
+    TT_OPTIMIZER_ADAMW
+} tt_optimizer_kind;
+
+/* Hyperparameters of an optimizer. Start from tt_optimizer_defaults(kind)
+ * and change the fields you need. Fields of another kind must keep the 0
+ * (false) that tt_optimizer_defaults gives them. Defaults, as PyTorch 1.13
+ * except the SGD learning rate, which PyTorch requires the caller to give:
+ *
+ *   field          SGD     Adam    AdamW   allowed
+ *   learning_rate  0.01    0.001   0.001   finite, ≥ 0
+ *   momentum       0       -       -       finite, ≥ 0
+ *   dampening      0       -       -       finite, in [0, 1]
+ *   nesterov       false   -       -       needs momentum > 0, dampening 0
+ *   beta1          -       0.9     0.9     in [0, 1)
+ *   beta2          -       0.999   0.999   in [0, 1)
+ *   epsilon        -       1e-8    1e-8    finite, ≥ 0
+ *   weight_decay   0       0       0.01    finite, ≥ 0
+ *
+ * The rates and decays are applied in tt_real, the moment averages' factors
+ * and bias corrections are computed in double and rounded to tt_real. */
+typedef struct tt_optimizer_options {
+    tt_optimizer_kind kind;
+    double learning_rate;
+    double momentum;
+    double dampening;
+    bool nesterov;
+    double beta1;
+    double beta2;
+    double epsilon;
+    double weight_decay;
+} tt_optimizer_options;
+
+/* Returns the default hyperparameters of `kind` (see the table above). An
+ * unknown kind gives the SGD defaults with that kind, which
+ * tt_optimizer_new rejects. */
+TT_API tt_optimizer_options tt_optimizer_defaults(tt_optimizer_kind kind);
+
+typedef struct tt_optimizer tt_optimizer;
+
+/* Creates an optimizer over params[0 .. n_params), caller-owned tensors that
+ * already have a gradient (tt_tensor_require_grad), each listed once.
+ * `options` NULL means tt_optimizer_defaults(TT_OPTIMIZER_SGD). The
+ * optimizer keeps the pointers, not the tensors: each must stay alive, and
+ * keep its gradient, until the optimizer is freed. All of the optimizer's
+ * state is allocated here, one buffer of the parameters' size for SGD with
+ * momentum and two for Adam and AdamW, so that a step allocates nothing.
+ * Returns NULL and fills `err` with
+ *   - TT_ERR_ARG for a NULL `params`, no parameters, a parameter that is
+ *     NULL, a tape tensor, listed twice or without a gradient, an unknown
+ *     kind, or a hyperparameter outside its allowed range (the message
+ *     names it and its value);
+ *   - TT_ERR_NOMEM if memory runs out. */
+TT_API tt_optimizer *tt_optimizer_new(tt_tensor *const params[], size_t n_params,
+                                      const tt_optimizer_options *options, tt_error *err);
+
+/* Frees the optimizer and its state, not the parameters. NULL is ignored. */
+TT_API void tt_optimizer_free(tt_optimizer *optimizer);
+
+/* Takes one step: updates every parameter from its gradient by the rule of
+ * the optimizer's kind, then sets the gradient to zero in the same pass over
+ * memory, ready for the next backward pass. So unlike PyTorch's step(), it
+ * needs no separate zero_grad between steps; read the gradients before the
+ * step if you need them. Allocates nothing. Returns TT_ERR_ARG for NULL.
+ * NaN and infinite gradients are not checked for: they propagate into the
+ * parameters as in PyTorch (anomaly mode catches them in backward). */
+TT_API tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err);
+
+/* Sets every parameter's gradient to zero, as tt_tensor_zero_grad does for
+ * each. Needed only before the first backward pass if the gradients may
+ * hold old values, since tt_optimizer_step zeroes them. NULL is ignored. */
+TT_API void tt_optimizer_zero_grad(tt_optimizer *optimizer);
+
+/* Sets the learning rate of the following steps, e.g. from a schedule. The
+ * other state (momentum buffers, moment averages, step count) is kept, as
+ * when a PyTorch scheduler changes a param group's lr. Returns TT_ERR_ARG
+ * for NULL or a rate that is negative or not finite, keeping the old rate. */
+TT_API tt_status tt_optimizer_set_learning_rate(tt_optimizer *optimizer, double learning_rate,
+                                                tt_error *err);
+
+/* The current learning rate; 0 for NULL. */
+TT_API double tt_optimizer_learning_rate(const tt_optimizer *optimizer);
+
+/* Number of steps taken; 0 for NULL. */
+TT_API uint64_t tt_optimizer_steps(const tt_optimizer *optimizer);
+
 #ifdef __cplusplus
 }
 #endif

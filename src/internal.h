@@ -255,6 +255,7 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 #define TT_EXPM1 expm1
 #define TT_TANH tanh
 #define TT_FABS fabs
+#define TT_SQRT sqrt
 #define TT_ERFC erfc
 #define TT_NEXTAFTER nextafter
 #else
@@ -264,6 +265,7 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 #define TT_EXPM1 expm1f
 #define TT_TANH tanhf
 #define TT_FABS fabsf
+#define TT_SQRT sqrtf
 #define TT_ERFC erfcf
 #define TT_NEXTAFTER nextafterf
 #endif
