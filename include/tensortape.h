@@ -639,6 +639,56 @@ TT_API double tt_optimizer_learning_rate(const tt_optimizer *optimizer);
 /* Number of steps taken; 0 for NULL. */
 TT_API uint64_t tt_optimizer_steps(const tt_optimizer *optimizer);
 
+/* Initializers. A weight W is d_out × d_in (samples are columns), so
+ * fan_in = cols and fan_out = rows; a d × 1 bias has fan_in 1. Each fills
+ * the tensor in storage order from `rng`, so the same seed gives the same
+ * values, and uses the formulas of PyTorch 1.13's torch.nn.init:
+ *   Xavier (Glorot):  std = gain·√(2 / (fan_in + fan_out))
+ *   Kaiming (He):     std = gain / √fan, fan = fan_in or fan_out by `mode`,
+ *                     gain = tt_init_gain(nonlinearity, slope)
+ *   uniform variants: U(−√3·std, √3·std), which has that standard deviation
+ *   normal variants:  N(0, std²)
+ * Each returns TT_ERR_ARG, leaving the tensor unchanged, for a NULL tensor
+ * or rng, a tape tensor, a gain that is negative or not finite, an unknown
+ * mode or nonlinearity, or a slope that is not finite. */
+
+/* Activation that follows a layer, for its recommended gain. */
+typedef enum tt_nonlinearity {
+    TT_NONLINEARITY_LINEAR,     /* gain 1, also for no activation */
+    TT_NONLINEARITY_SIGMOID,    /* gain 1 */
+    TT_NONLINEARITY_TANH,       /* gain 5/3 */
+    TT_NONLINEARITY_RELU,       /* gain √2 */
+    TT_NONLINEARITY_LEAKY_RELU, /* gain √(2 / (1 + slope²)) */
+    TT_NONLINEARITY_SELU        /* gain 3/4 */
+} tt_nonlinearity;
+
+/* Which dimension Kaiming initialization keeps the variance of: fan in (the
+ * forward pass's activations) or fan out (the backward pass's gradients). */
+typedef enum tt_fan_mode {
+    TT_FAN_IN,
+    TT_FAN_OUT
+} tt_fan_mode;
+
+/* Returns the recommended gain of torch.nn.init.calculate_gain (see
+ * tt_nonlinearity). `slope` is the negative slope of leaky ReLU and is
+ * ignored otherwise; unlike calculate_gain, which takes 0.01 when no slope
+ * is given, there is no default. Returns NaN for an unknown nonlinearity or a
+ * non-finite slope of leaky ReLU. */
+TT_API double tt_init_gain(tt_nonlinearity nonlinearity, double slope);
+
+TT_API tt_status tt_init_xavier_uniform(tt_tensor *tensor, tt_rng *rng, double gain,
+                                        tt_error *err);
+TT_API tt_status tt_init_xavier_normal(tt_tensor *tensor, tt_rng *rng, double gain,
+                                       tt_error *err);
+/* PyTorch's kaiming_uniform_ and kaiming_normal_ default to mode fan_in with
+ * leaky ReLU of slope 0, which is the ReLU gain √2. */
+TT_API tt_status tt_init_kaiming_uniform(tt_tensor *tensor, tt_rng *rng, tt_fan_mode mode,
+                                         tt_nonlinearity nonlinearity, double slope,
+                                         tt_error *err);
+TT_API tt_status tt_init_kaiming_normal(tt_tensor *tensor, tt_rng *rng, tt_fan_mode mode,
+                                        tt_nonlinearity nonlinearity, double slope,
+                                        tt_error *err);
+
 #ifdef __cplusplus
 }
 #endif
