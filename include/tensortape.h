@@ -689,6 +689,40 @@ TT_API tt_status tt_init_kaiming_normal(tt_tensor *tensor, tt_rng *rng, tt_fan_m
                                         tt_nonlinearity nonlinearity, double slope,
                                         tt_error *err);
 
+/* A minibatch iterator over the sample indices 0 .. n_samples−1. Each epoch
+ * visits them in a new random order (a Fisher–Yates shuffle driven by a
+ * tt_rng seeded at creation), cut into batches of batch_size indices; the
+ * last batch holds the rest, n_samples mod batch_size, unless drop_last is
+ * set, which skips it. The same seed gives the same sequence of epochs. */
+typedef struct tt_batches tt_batches;
+
+/* Creates an iterator. Its index array, of n_samples entries, is allocated
+ * here, so iterating allocates nothing. Returns NULL and fills `err` with
+ * TT_ERR_ARG if n_samples or batch_size is 0, or if drop_last is set and
+ * batch_size exceeds n_samples (no batch at all), and TT_ERR_NOMEM if
+ * memory runs out. */
+TT_API tt_batches *tt_batches_new(size_t n_samples, size_t batch_size, bool drop_last,
+                                  uint64_t seed, tt_error *err);
+
+/* Frees the iterator. NULL is ignored. */
+TT_API void tt_batches_free(tt_batches *batches);
+
+/* Returns the next batch of the current epoch, sets *count to its size, or
+ * returns NULL with *count 0 when the epoch is over. The call after that
+ * NULL, like the first call of all, starts a new epoch by shuffling, so the
+ * loop of one epoch is
+ *     while ((ids = tt_batches_next(batches, &n)) != NULL) { ... }
+ * The array belongs to the iterator and is valid until the next call.
+ * Returns NULL for a NULL iterator or count. */
+TT_API const size_t *tt_batches_next(tt_batches *batches, size_t *count);
+
+/* Number of batches in each epoch: n_samples / batch_size rounded up, or
+ * down with drop_last. 0 for NULL. */
+TT_API size_t tt_batches_per_epoch(const tt_batches *batches);
+
+/* Number of epochs started so far; 0 for NULL. */
+TT_API uint64_t tt_batches_epoch(const tt_batches *batches);
+
 #ifdef __cplusplus
 }
 #endif

@@ -324,6 +324,28 @@ START_TEST(optimizer_step_alone_makes_no_heap_allocation)
 }
 END_TEST
 
+START_TEST(batches_next_makes_no_heap_allocation)
+{
+    /* Shuffling at the start of each epoch reuses the index array. */
+    tt_batches *batches = tt_batches_new(1000, 64, false, 3, NULL);
+    ck_assert_ptr_nonnull(batches);
+    size_t samples = 0;
+
+    start_counting();
+    for (int epoch = 0; epoch < 3; epoch++) {
+        size_t count = 0;
+        while (tt_batches_next(batches, &count) != NULL)
+            samples += count;
+    }
+    stop_counting();
+
+    ck_assert_uint_eq(samples, 3000);
+    ck_assert_uint_eq(allocation_count, 0);
+    ck_assert_uint_eq(release_count, 0);
+    tt_batches_free(batches);
+}
+END_TEST
+
 START_TEST(optimizer_new_reports_nomem_at_every_allocation)
 {
     training_setup setup = new_training_setup(6, 8, 3, 5);
@@ -652,6 +674,7 @@ static Suite *memory_suite(void)
     tcase_add_test(steady, large_training_step_after_first_makes_no_heap_allocation);
     tcase_add_test(steady, optimizer_steps_make_no_heap_allocation);
     tcase_add_test(steady, optimizer_step_alone_makes_no_heap_allocation);
+    tcase_add_test(steady, batches_next_makes_no_heap_allocation);
 
     TCase *nomem = add_test_case(suite, "out_of_memory");
     tcase_add_test(nomem, tape_new_reports_nomem);
