@@ -27,6 +27,7 @@ void progress_init(progress *p, FILE *out, bool quiet, size_t epochs, size_t sam
     p->epoch = 0;
     p->epoch_start = 0.0;
     p->last_draw = 0.0;
+    p->drawn = false;
 }
 
 void progress_start_epoch(progress *p, size_t epoch)
@@ -34,6 +35,7 @@ void progress_start_epoch(progress *p, size_t epoch)
     p->epoch = epoch;
     p->epoch_start = progress_now();
     p->last_draw = p->epoch_start;
+    p->drawn = false;
 }
 
 void progress_update(progress *p, size_t done, double loss_sum)
@@ -41,10 +43,13 @@ void progress_update(progress *p, size_t done, double loss_sum)
     if (!p->terminal) {
         return;
     }
+    /* The first update of an epoch draws at once, so that the bar shows
+     * from the first step even in a short epoch. */
     const double now = progress_now();
-    if (now - p->last_draw < PROGRESS_REDRAW_SECONDS) {
+    if (p->drawn && now - p->last_draw < PROGRESS_REDRAW_SECONDS) {
         return;
     }
+    p->drawn = true;
     p->last_draw = now;
 
     char bar[BAR_WIDTH + 1];

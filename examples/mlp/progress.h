@@ -1,9 +1,10 @@
 /* Progress output of the MLP example.
  *
- * On a terminal, each epoch shows a progress bar that is redrawn in place
- * (with a carriage return) at most PROGRESS_REDRAW_SECONDS apart, with the
- * samples per second and the running mean loss, and that the epoch's
- * summary line replaces at the end. Anywhere else, such as a pipe or a
+ * On a terminal, each epoch shows a progress bar with the samples per
+ * second and the running mean loss. It is drawn after the first step, then
+ * redrawn in place (with a carriage return) at most every
+ * PROGRESS_REDRAW_SECONDS, and the epoch's summary line replaces it at the
+ * end. Anywhere else, such as a pipe or a
  * file, only the summary line of each epoch is printed. In quiet mode
  * nothing is printed per epoch. The final key=value line is the caller's.
  */
@@ -27,6 +28,7 @@ typedef struct progress {
     size_t epoch;     /* current epoch, from 1 */
     double epoch_start; /* monotonic seconds */
     double last_draw;
+    bool drawn;       /* the bar has been drawn in this epoch */
 } progress;
 
 /* Returns the monotonic clock in seconds, or 0 if the clock cannot be read,
@@ -42,7 +44,8 @@ void progress_start_epoch(progress *p, size_t epoch);
 
 /* Reports that `done` samples of the epoch are trained, with `loss_sum` the
  * sum of their losses. Cheap to call after every step: it reads the clock
- * and redraws only every PROGRESS_REDRAW_SECONDS, and only on a terminal. */
+ * and redraws only on a terminal, after the epoch's first step and then
+ * every PROGRESS_REDRAW_SECONDS. */
 void progress_update(progress *p, size_t done, double loss_sum);
 
 /* Replaces the bar with the epoch's summary line, unless quiet. */
