@@ -35,8 +35,8 @@ typedef struct progress {
  * which makes only the reported times wrong. */
 double progress_now(void);
 
-/* Sets up the display on `out`, which counts as a terminal if isatty says
- * so and `quiet` is false. */
+/* Sets up the display on `out`. The bar is drawn only if isatty reports
+ * `out` as a terminal and `quiet` is false. */
 void progress_init(progress *p, FILE *out, bool quiet, size_t epochs, size_t samples);
 
 /* Marks the start of epoch `epoch` (from 1). */
