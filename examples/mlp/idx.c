@@ -123,14 +123,20 @@ static const char *other_type_name(unsigned code)
     }
 }
 
+static const char *plural(size_t count)
+{
+    return count == 1 ? "" : "s";
+}
+
 /* Writes "3 images of 28x28 pixels" or "3 labels" to `text`. */
 static void describe_contents(const idx_layout *layout, char *text, size_t size)
 {
+    size_t count = layout->sizes[0];
     if (layout->n_dimensions == 3) {
-        snprintf(text, size, "%zu images of %zux%zu pixels", layout->sizes[0], layout->sizes[1],
-                 layout->sizes[2]);
+        snprintf(text, size, "%zu image%s of %zux%zu pixels", count, plural(count),
+                 layout->sizes[1], layout->sizes[2]);
     } else {
-        snprintf(text, size, "%zu labels", layout->sizes[0]);
+        snprintf(text, size, "%zu label%s", count, plural(count));
     }
 }
 
@@ -173,8 +179,8 @@ static bool check_magic(const uint8_t *bytes, idx_kind kind, const char *name,
             hint = " (this is an IDX image file)";
         }
         report(out, name,
-               "magic number 0x%08" PRIx32 " declares %zu dimensions, but an IDX %s file has %s%s",
-               magic, n_dimensions, kind_name(kind), expected, hint);
+               "magic number 0x%08" PRIx32 " declares %zu dimension%s, but an IDX %s file has %s%s",
+               magic, n_dimensions, plural(n_dimensions), kind_name(kind), expected, hint);
         return false;
     }
     return true;
@@ -276,9 +282,10 @@ static bool check_file(const uint8_t *bytes, size_t size, idx_kind kind, const c
             report(out, name, "unexpected data at byte offset %zu%s, after the %s the header declares",
                    layout->total_bytes, where, contents);
         } else {
+            size_t extra = size - layout->total_bytes;
             report(out, name,
-                   "%zu unexpected bytes at byte offset %zu, after the %s the header declares",
-                   size - layout->total_bytes, layout->total_bytes, contents);
+                   "%zu unexpected byte%s at byte offset %zu, after the %s the header declares",
+                   extra, plural(extra), layout->total_bytes, contents);
         }
         return false;
     }
@@ -357,8 +364,9 @@ static bool decompress(const uint8_t *input, size_t size, idx_kind kind, const c
                 inflateReset(&stream);
                 continue;
             }
-            report(out, name, "%zu unexpected bytes at byte offset %zu, after the end of the gzip data",
-                   size - consumed, consumed);
+            report(out, name,
+                   "%zu unexpected byte%s at byte offset %zu, after the end of the gzip data",
+                   size - consumed, plural(size - consumed), consumed);
             goto fail;
         }
         if (status == Z_BUF_ERROR && stream.avail_out == 0) {
