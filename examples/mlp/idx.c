@@ -189,7 +189,8 @@ static bool check_magic(const uint8_t *bytes, idx_kind kind, const char *name,
 /* Checks the header at the start of the `size` bytes at `bytes` and fills
  * `layout`. When `final` is false the bytes may be the start of a longer
  * file, and a header cut short returns HEADER_INCOMPLETE without a report.
- * `compressed` says whether the bytes come out of gzip, for the messages. */
+ * `compressed` is true for bytes that came out of gzip, which the messages
+ * then mention. */
 static header_status check_header(const uint8_t *bytes, size_t size, idx_kind kind,
                                   const char *name, bool compressed, bool final,
                                   idx_layout *layout, message_buffer *out)
@@ -296,7 +297,7 @@ static bool check_file(const uint8_t *bytes, size_t size, idx_kind kind, const c
 /* Decompresses the gzip members in the `size` bytes at `input` into a new
  * buffer, which grows only as data arrives. Once the decompressed header is
  * complete, decompression stops one byte past the size it declares, so that
- * check_file() sees that extra byte and reports it. */
+ * check_file() finds that extra byte and reports it. */
 static bool decompress(const uint8_t *input, size_t size, idx_kind kind, const char *name,
                        uint8_t **output, size_t *output_size, message_buffer *out)
 {
@@ -403,7 +404,7 @@ fail:
 #endif
 
 /* Parses the `size` bytes at `bytes` into `array`. When `owned` is not NULL
- * it is the buffer that holds `bytes`, which this function takes over and
+ * it is the buffer that contains `bytes`, which this function takes over and
  * reuses for the elements; otherwise the elements are copied. */
 static bool parse_bytes(idx_array *array, idx_kind kind, const uint8_t *bytes, size_t size,
                         uint8_t *owned, const char *name, message_buffer *out)

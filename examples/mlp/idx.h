@@ -18,7 +18,7 @@
  *
  * A file that starts with the gzip signature (0x1f 0x8b) is decompressed
  * first. One or more gzip members may follow each other, as `cat a.gz b.gz`
- * produces; any other byte after the last member is an error, and so are a
+ * produces. Any other byte after the last member is an error, and so are a
  * corrupt or truncated stream and a checksum mismatch. The other checks then
  * apply to the decompressed bytes. Without zlib (HAVE_ZLIB undefined) the
  * reader reports a gzip file as an error.
@@ -85,10 +85,9 @@ bool idx_parse(idx_array *array, idx_kind kind, const uint8_t *bytes, size_t siz
 /* Frees the array's data and leaves it empty. NULL is ignored. */
 void idx_array_free(idx_array *array);
 
-/* Parses an image file and a label file held in memory into `dataset`, with
- * the checks of idx_parse() on each and these between the two: every label
- * must be below `n_classes`, and both files must hold the same number of
- * samples. `images_name` and `labels_name` stand for the files in messages
+/* Parses an image file and a label file in memory into `dataset`. Each gets
+ * the checks of idx_parse(). Then every label must be below `n_classes`, and
+ * both files must contain the same number of samples. `images_name` and `labels_name` stand for the files in messages
  * and are copied into the dataset.
  *
  * Returns true on success; the caller then owns the dataset's memory and

@@ -2,9 +2,9 @@
  * from memory three ways: as an image file, as a label file, and as the two
  * joined, where the first 2 bytes (big-endian) give the length of the image
  * file and the label file follows it. Besides the sanitizers' checks, the
- * target aborts when a result breaks the reader's contract: success with a
- * message, failure without one or with a message that does not start with
- * the file's name, or a label not below the class count. */
+ * target aborts when a result breaks the reader's contract. That is success
+ * with a message, failure without a message "NAME: ...", or a label not
+ * below the class count. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
