@@ -657,6 +657,33 @@ START_TEST(gzip_malformed_contents_are_rejected)
 }
 END_TEST
 
+START_TEST(gzip_huge_claim_is_truncated)
+{
+    /* As for a plain file, a claim of about 2.8e14 bytes costs no buffer
+     * of that size, whose allocation would fail: the buffer grows only
+     * with the 7 data bytes that arrive. */
+    byte_buffer images = {.size = 0};
+    append_u32(&images, 0x00000803);
+    append_u32(&images, UINT32_MAX);
+    append_u32(&images, 65535);
+    append_u32(&images, 1);
+    for (int i = 0; i < 7; i++) {
+        append_byte(&images, 1);
+    }
+    byte_buffer file = gzip_member(&images);
+    if (sizeof(size_t) < 8) {
+        assert_parse_fails(IDX_IMAGES, &file,
+                           NAME ": invalid header: 4294967295 images of 65535x1 pixels do not fit "
+                                "in memory");
+    } else {
+        assert_parse_fails(IDX_IMAGES, &file,
+                           NAME ": truncated: the header declares 4294967295 images of 65535x1 "
+                                "pixels (281470681677825 bytes), but the decompressed data ends "
+                                "after 7 of them, at byte offset 23");
+    }
+}
+END_TEST
+
 START_TEST(gzip_label_offsets_count_decompressed_bytes)
 {
     byte_buffer images = image_file(4, 1, 1);
@@ -720,6 +747,7 @@ static Suite *idx_suite(void)
     tcase_add_test(gzip, gzip_trailing_decompressed_data_is_rejected);
     tcase_add_test(gzip, gzip_decompression_stops_after_declared_size);
     tcase_add_test(gzip, gzip_malformed_contents_are_rejected);
+    tcase_add_test(gzip, gzip_huge_claim_is_truncated);
     tcase_add_test(gzip, gzip_label_offsets_count_decompressed_bytes);
 #else
     tcase_add_test(gzip, gzip_file_needs_zlib);
