@@ -24,12 +24,13 @@
  * reader reports a gzip file as an error.
  *
  * Memory follows the bytes that actually exist, never a size that a header
- * only claims: a file is read into a buffer that grows as data arrives, the
- * header's sizes are compared with the bytes present before any buffer of
- * that size is made, and decompression stops one byte past the size the
- * header declares. So a header that claims gigabytes costs nothing, and a
- * gzip member that decompresses to more than its header declares costs at
- * most that size plus one byte.
+ * only claims. A file is read into a buffer that grows by doubling as data
+ * arrives, and the header's sizes are compared with the bytes present before
+ * any buffer of that size is made. Decompression also grows its buffer by
+ * doubling, from 64 KiB, and stops one byte past the size the header
+ * declares. So a header that claims gigabytes costs nothing, and gzip data
+ * that decompresses to more than its header declares costs no more than the
+ * declared size plus one byte, or 64 KiB if that is larger.
  */
 #ifndef MLP_IDX_H
 #define MLP_IDX_H
