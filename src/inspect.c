@@ -12,10 +12,11 @@
 
 /* Summary of a tensor's values or gradient. */
 typedef struct value_stats {
-    double min;   /* over the finite entries; 0 if there are none */
+    double min;    /* over the finite entries; 0 if there are none */
     double max;
     double mean;
-    size_t zeros; /* entries equal to 0, either sign */
+    size_t finite; /* finite entries */
+    size_t zeros;  /* entries equal to 0, either sign */
     size_t nans;
     size_t infs;
     size_t count; /* all entries */
@@ -47,11 +48,13 @@ static value_stats compute_stats(const tt_real *values, size_t count)
         finite++;
     }
     stats.mean = finite > 0 ? sum / (double)finite : 0.0;
+    stats.finite = finite;
     return stats;
 }
 
 /* Writes the name shown for a tensor: its own name (cut to PRINT_NAME_MAX
- * bytes), "OP@POSITION" for an unnamed op output, or "(unnamed)". */
+ * bytes, with control characters as '?' so that each row stays on one
+ * line), "OP@POSITION" for an unnamed op output, or "(unnamed)". */
 static void display_name(const tt_tensor *t, char name[TT_LABEL_MAX])
 {
     if (t->name != NULL && strlen(t->name) > PRINT_NAME_MAX)
@@ -62,6 +65,10 @@ static void display_name(const tt_tensor *t, char name[TT_LABEL_MAX])
         snprintf(name, TT_LABEL_MAX, "%s@%zu", t->producer->name, t->position);
     else
         snprintf(name, TT_LABEL_MAX, "(unnamed)");
+    for (char *c = name; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    }
 }
 
 /* "name RxC", the form the table uses for every tensor. */
@@ -72,11 +79,24 @@ static void name_and_shape(const tt_tensor *t, char text[2 * TT_LABEL_MAX])
     snprintf(text, 2 * TT_LABEL_MAX, "%s %zux%zu", name, t->rows, t->cols);
 }
 
+/* Room for a number printed with %.4g, such as "-1.235e-308". */
+#define NUMBER_TEXT_MAX 16
+
+/* Prints one line of statistics. Without finite entries, min, max and
+ * mean are shown as "-". */
 static void print_stats(FILE *out, const char *kind, const tt_real *values, size_t count)
 {
     const value_stats s = compute_stats(values, count);
-    fprintf(out, "      %-5s min %-11.4g max %-11.4g mean %-11.4g zeros %zu/%zu  nan %zu  inf %zu\n",
-            kind, s.min, s.max, s.mean, s.zeros, s.count, s.nans, s.infs);
+    char min[NUMBER_TEXT_MAX] = "-";
+    char max[NUMBER_TEXT_MAX] = "-";
+    char mean[NUMBER_TEXT_MAX] = "-";
+    if (s.finite > 0) {
+        snprintf(min, sizeof min, "%.4g", s.min);
+        snprintf(max, sizeof max, "%.4g", s.max);
+        snprintf(mean, sizeof mean, "%.4g", s.mean);
+    }
+    fprintf(out, "      %-5s min %-10s max %-10s mean %-10s zeros %zu/%zu  nan %zu  inf %zu\n",
+            kind, min, max, mean, s.zeros, s.count, s.nans, s.infs);
 }
 
 /* Returns whether `t`, a caller-owned tensor that requires a gradient,
@@ -104,11 +124,15 @@ tt_status tt_tape_print(const tt_tape *tape, FILE *out)
     if (tape == NULL || out == NULL)
         return TT_ERR_ARG;
 
-    fprintf(out, "tape: %zu records, %s\n", tape->length,
+    fprintf(out, "tape: %zu record%s, %s\n", tape->length, tape->length == 1 ? "" : "s",
             tape->backward_end > 0 ? "gradients from the last backward pass"
                                    : "no backward pass yet");
-    if (tape->error.status != TT_OK)
-        fprintf(out, "error: %s\n", tape->error.message);
+    if (tape->error.status != TT_OK) {
+        fputs("error: ", out);
+        for (const char *c = tape->error.message; *c != '\0'; c++)
+            fputc((unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c, out);
+        fputc('\n', out);
+    }
     if (tape->length == 0)
         return TT_OK;
 
@@ -145,7 +169,7 @@ tt_status tt_tape_print(const tt_tape *tape, FILE *out)
             }
             char text[2 * TT_LABEL_MAX];
             name_and_shape(t, text);
-            fprintf(out, "      %s\n", text);
+            fprintf(out, "%4s  %s\n", "", text);
             print_stats(out, "value", t->data, tt_tensor_size(t));
             print_stats(out, "grad", t->grad, tt_tensor_size(t));
         }
