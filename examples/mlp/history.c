@@ -157,8 +157,10 @@ static void write_panel_axes(FILE *out, const panel *p, const char *y_label)
             "stroke=\"#000\"/>\n",
             p->left, p->top, p->right - p->left, p->bottom - p->top);
 
-    /* x ticks on the bottom edge; the epoch axis has whole-number steps. */
-    for (double v = p->x.low; v <= p->x.high + p->x.step / 2; v += p->x.step) {
+    /* x ticks on the bottom edge: the first epoch, then the multiples of the
+     * whole-number step. */
+    for (double v = p->x.low; v <= p->x.high + p->x.step / 2;
+         v = (floor(v / p->x.step) + 1) * p->x.step) {
         const double x = panel_x(p, v);
         fprintf(out, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\"/>\n",
                 x, p->bottom, x, p->bottom + TICK_LENGTH);
@@ -190,10 +192,12 @@ static void write_panel_axes(FILE *out, const panel *p, const char *y_label)
 }
 
 /* Draws one series as a line with a dot at each finite point, and its
- * legend entry in the panel's top right corner. `field` picks the value. */
+ * legend entry in the panel's right corner, at the top or the bottom:
+ * where a falling loss or a rising accuracy leaves room. `field` picks
+ * the value. */
 static void write_series(FILE *out, const panel *p, const epoch_record *records, size_t count,
                          double (*field)(const epoch_record *), const char *color,
-                         const char *legend)
+                         const char *legend, bool legend_at_top)
 {
     fprintf(out, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" points=\"", color);
     for (size_t i = 0; i < count; i++) {
@@ -211,7 +215,7 @@ static void write_series(FILE *out, const panel *p, const epoch_record *records,
     }
 
     const double x = p->right - 150;
-    const double y = p->top + 18;
+    const double y = legend_at_top ? p->top + 18 : p->bottom - 14;
     fprintf(out,
             "<rect x=\"%.1f\" y=\"%.1f\" width=\"140\" height=\"24\" fill=\"#fff\" "
             "stroke=\"#999\"/>\n",
@@ -255,8 +259,8 @@ static void finite_range(const epoch_record *records, size_t count,
     }
 }
 
-/* The epoch axis: whole epochs from 1 to the last (0 to 2 for one epoch),
- * with a whole-number step. */
+/* The epoch axis: from epoch 1 to the last (0 to 2 for one epoch), with a
+ * whole-number step. */
 static axis epoch_axis(const epoch_record *records, size_t count)
 {
     const double last = count > 0 ? (double)records[count - 1].epoch : 1.0;
@@ -268,7 +272,7 @@ static axis epoch_axis(const epoch_record *records, size_t count)
     } else {
         a.low = 1.0;
         a.step = fmax(1.0, round_step(last - 1.0));
-        a.high = 1.0 + ceil((last - 1.0) / a.step) * a.step;
+        a.high = last;
     }
     a.decimals = 0;
     return a;
@@ -295,7 +299,8 @@ static void write_chart(FILE *out, const char *title, const epoch_record *record
     panel loss = {MARGIN_LEFT, CHART_WIDTH - MARGIN_RIGHT, LOSS_PANEL_TOP,
                   LOSS_PANEL_TOP + PANEL_HEIGHT, epochs, make_axis(low, high)};
     write_panel_axes(out, &loss, "mean training loss");
-    write_series(out, &loss, records, count, train_loss_of, LOSS_COLOR, "training loss");
+    write_series(out, &loss, records, count, train_loss_of, LOSS_COLOR, "training loss",
+                 true);
 
     finite_range(records, count, test_accuracy_of, &low, &high);
     axis accuracy_axis = make_axis(low, high);
@@ -305,7 +310,7 @@ static void write_chart(FILE *out, const char *title, const epoch_record *record
                       ACCURACY_PANEL_TOP + PANEL_HEIGHT, epochs, accuracy_axis};
     write_panel_axes(out, &accuracy, "test accuracy");
     write_series(out, &accuracy, records, count, test_accuracy_of, ACCURACY_COLOR,
-                 "test accuracy");
+                 "test accuracy", false);
 
     fputs("</svg>\n", out);
 }

@@ -827,10 +827,18 @@ static bool train_with_history(const options *opts, tt_tape *tape, model *net,
         finished++;
     }
     if (opts->plot_path != NULL && finished > 0) {
-        char title[160];
-        snprintf(title, sizeof title, "mlp: %zu hidden layer%s, batch %zu, lr %g, seed %" PRIu64,
-                 opts->n_hidden, opts->n_hidden == 1 ? "" : "s", opts->batch,
-                 opts->learning_rate, opts->seed);
+        /* "mlp: hidden 256,128, batch 64, lr 0.05, seed 1"; a long list is cut. */
+        char title[160] = "mlp: hidden ";
+        size_t used = strlen(title);
+        for (size_t t = 0; t < opts->n_hidden && used < sizeof title; t++) {
+            used += (size_t)snprintf(title + used, sizeof title - used, "%s%zu",
+                                     t == 0 ? "" : ",", opts->hidden[t]);
+        }
+        if (used < sizeof title) {
+            snprintf(title + used, sizeof title - used, "%s, batch %zu, lr %g, seed %" PRIu64,
+                     opts->n_hidden == 0 ? "none" : "", opts->batch, opts->learning_rate,
+                     opts->seed);
+        }
         if (!history_write_svg(opts->plot_path, title, history, finished, message,
                                sizeof message)) {
             fprintf(stderr, "mlp: %s\n", message);
