@@ -38,9 +38,9 @@
  * tt_tensor_zero_grad() in between leave the sum of both gradients. The
  * gradients of tape tensors start from zero in each backward pass. After
  * backward, only the gradients of leaf tensors and of the tape tensors
- * marked with tt_tensor_retain_grad() are readable; tt_tensor_grad()
+ * marked with tt_tensor_retain_grad() are readable, and tt_tensor_grad()
  * returns NULL for every other tape tensor. A hook set with
- * tt_tensor_set_grad_hook() sees any tensor's gradient during backward.
+ * tt_tensor_set_grad_hook() receives any tensor's gradient during backward.
  *
  * Threads. A tape and the tensors it uses must be used by one thread at a
  * time. Different tapes may be used concurrently if they share no tensor
@@ -203,8 +203,8 @@ TT_API tt_real *tt_tensor_grad(tt_tensor *tensor);
 TT_API tt_status tt_tensor_retain_grad(tt_tensor *tensor, tt_error *err);
 
 /* A gradient hook: tt_tape_backward() calls it once per pass with the
- * tensor, its complete gradient (rows × cols, row-major, the same buffer
- * that tt_tensor_grad would return) and the context given to
+ * tensor, the tensor's own gradient buffer (rows × cols, row-major, holding
+ * the complete gradient) and the context given to
  * tt_tensor_set_grad_hook(). */
 typedef void (*tt_grad_hook)(tt_tensor *tensor, tt_real *grad, void *context);
 
@@ -300,9 +300,9 @@ TT_API tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
 
 /* Prints the tape as a table to `out`, for reading in a terminal of 80
  * columns or more. A header line gives the number of records and whether
- * gradients are shown; then each record gets a line with its position, op,
- * output and inputs (name or "OP@POSITION", and rows x cols), followed by
- * a "value" line of statistics of the output: min, max and mean of its
+ * gradients are shown. Each record then gets a line with its position, op,
+ * output and inputs (name or "OP@POSITION", and rows x cols). A "value"
+ * line follows with statistics of the output: min, max and mean of its
  * finite entries, the count of entries equal to 0 and the counts of NaN
  * and of infinities. After a successful tt_tape_backward() a "grad" line
  * gives the same statistics of the output's gradient, whether or not it

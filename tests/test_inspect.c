@@ -623,7 +623,7 @@ static Suite *inspect_suite(void)
 {
     Suite *suite = suite_create("inspect");
 
-    TCase *kept = add_test_case(suite, "kept_gradients");
+    TCase *kept = add_test_case(suite, "retained_gradients");
     tcase_add_test(kept, intermediate_gradient_is_null_without_retain);
     tcase_add_test(kept, retained_intermediate_keeps_gradient);
     tcase_add_test(kept, retain_on_parameter_keeps_its_gradient);

@@ -27,8 +27,8 @@ EPOCHS = 3
 
 # The engine's gradients and the closed form (computed in double from the
 # same z(t)) differ only by the engine's rounding. In float that is a few
-# units of 2^-24 relative to each tensor's largest entry (about 1e-7 in
-# this data set); 1e-5 leaves a margin of 100 and still fails for a wrong
+# units of 2^-24 relative to each tensor's largest entry, about 1e-7 in
+# this data set. 1e-5 leaves a margin of 100 and still fails for a wrong
 # term, sign or factor, which differs by order 1.
 RELATIVE_TOLERANCE = 1e-5
 
