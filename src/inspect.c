@@ -267,6 +267,7 @@ tt_status tt_tape_write_dot(const tt_tape *tape, FILE *out)
     fputs("digraph tape {\n", out);
     fputs("  rankdir=TB;\n", out);
     fputs("  node [fontname=\"Helvetica\"];\n", out);
+    fputs("  edge [fontname=\"Helvetica\", fontsize=10];\n", out);
     for (size_t position = 0; position < tape->length; position++) {
         const tt_record *record = &tape->records[position];
 

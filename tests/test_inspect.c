@@ -489,6 +489,7 @@ START_TEST(dot_marks_parameters_inputs_and_edges)
                      "digraph tape {\n"
                      "  rankdir=TB;\n"
                      "  node [fontname=\"Helvetica\"];\n"
+                     "  edge [fontname=\"Helvetica\", fontsize=10];\n"
                      "  t0_0 [label=\"w\\n1x2\", shape=box, style=\"filled,bold\", "
                      "fillcolor=\"#ffd27f\"];\n"
                      "  n0 [label=\"relu@0\\n1x2\", shape=ellipse];\n"

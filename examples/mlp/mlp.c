@@ -145,9 +145,11 @@ static void print_help(void)
            "  --threads N    threads for the matrix products, from 1 to %d; results are\n"
            "                 the same for every count (default: one per online CPU)\n"
            "  --inspect      instead of training, run one step on the first batch with\n"
-           "                 the initial weights and print each layer's gradients beside\n"
-           "                 the closed form of the README's equations 11-14\n"
-           "  --dot FILE     write that step's tape as a Graphviz DOT graph to FILE\n"
+           "                 the initial weights, print its tape and each layer's\n"
+           "                 gradients beside the closed form of the README's equations\n"
+           "                 11-14\n"
+           "  --dot FILE     write the tape of that step as a Graphviz DOT graph to FILE\n"
+           "                 (before training, unless --inspect is given)\n"
            "  --log FILE     write one CSV row per epoch to FILE: epoch, train_loss,\n"
            "                 test_accuracy, seconds\n"
            "  --plot FILE    write an SVG chart of the loss and accuracy per epoch to FILE\n"
@@ -720,8 +722,10 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
 
     if (ok && opts->inspect) {
         printf("inspect: one training step on the first %zu training samples with the "
-               "initial weights, loss %.6f\n",
+               "initial weights, loss %.6f\n\n",
                n, (double)tt_tensor_data(loss)[0]);
+        tt_tape_print(tape, stdout);
+        putchar('\n');
         /* The hidden layers of model_forward apply ReLU, eq. 15. */
         char message[256];
         double worst = 0.0;

@@ -94,6 +94,10 @@ def check_inspect(mlp, data, directory, dot):
               "dL/d%s(%d): relative difference %g exceeds %g"
               % (m.group(2), t, relative, RELATIVE_TOLERANCE))
     check("largest relative difference:" in result.stdout, "no summary line")
+    check("\ntape: 9 records, gradients from the last backward pass\n" in result.stdout,
+          "--inspect printed no tape table")
+    check(re.search(r"^      w1 8x36\n      value .*\n      grad ", result.stdout, re.M),
+          "the tape table lists no gradient of w1")
 
     with open(dot_path) as f:
         graph = f.read()
