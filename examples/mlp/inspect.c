@@ -2,6 +2,7 @@
  * double with plain loops, written as the equations read. */
 #include "inspect.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,6 +216,25 @@ static double compare_layer(FILE *out, const closed_form *form, const inspect_la
     if (isnan(dz.max_relative) || isnan(dw.max_relative) || isnan(db.max_relative))
         worst = NAN;
     return worst;
+}
+
+bool inspect_write_dot(const tt_tape *tape, const char *path, char *message,
+                       size_t message_size)
+{
+    FILE *dot = fopen(path, "w");
+    if (dot == NULL) {
+        snprintf(message, message_size, "%s: cannot create the graph: %s", path,
+                 strerror(errno));
+        return false;
+    }
+    tt_tape_write_dot(tape, dot);
+    const bool failed = ferror(dot) != 0;
+    if (fclose(dot) != 0 || failed) {
+        snprintf(message, message_size, "%s: cannot write the graph: %s", path,
+                 strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 bool inspect_print_comparison(FILE *out, const inspect_layer *layers, size_t n_layers,

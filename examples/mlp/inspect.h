@@ -17,6 +17,7 @@
 #ifndef MLP_INSPECT_H
 #define MLP_INSPECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,5 +63,11 @@ bool inspect_print_comparison(FILE *out, const inspect_layer *layers, size_t n_l
                               tt_tensor *x, const int32_t *labels,
                               const inspect_activation *activation, double *worst,
                               char *message, size_t message_size);
+
+/* Writes the tape as a Graphviz DOT graph (tt_tape_write_dot) to the file
+ * at `path`. Returns false with a message naming the file if it cannot be
+ * created or written. */
+bool inspect_write_dot(const tt_tape *tape, const char *path, char *message,
+                       size_t message_size);
 
 #endif /* MLP_INSPECT_H */

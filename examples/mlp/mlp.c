@@ -24,6 +24,9 @@
  * runs backward from L, and moves every parameter by −lr times its gradient.
  * All randomness comes from one generator seeded by --seed, so a run repeats
  * exactly.
+ *
+ * --inspect and --dot look into one step (inspect.h), and --log and --plot
+ * record the epochs (history.h).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -704,20 +707,11 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
         }
     }
 
-    if (ok && opts->dot_path != NULL) {
-        FILE *dot = fopen(opts->dot_path, "w");
-        if (dot == NULL) {
-            fprintf(stderr, "mlp: %s: cannot create the graph: %s\n", opts->dot_path,
-                    strerror(errno));
-            ok = false;
-        } else {
-            tt_tape_write_dot(tape, dot);
-            const bool failed = ferror(dot) != 0;
-            if (fclose(dot) != 0 || failed) {
-                fprintf(stderr, "mlp: %s: cannot write the graph\n", opts->dot_path);
-                ok = false;
-            }
-        }
+    char message[256];
+    if (ok && opts->dot_path != NULL &&
+        !inspect_write_dot(tape, opts->dot_path, message, sizeof message)) {
+        fprintf(stderr, "mlp: %s\n", message);
+        ok = false;
     }
 
     if (ok && opts->inspect) {
@@ -727,7 +721,6 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
         tt_tape_print(tape, stdout);
         putchar('\n');
         /* The hidden layers of model_forward apply ReLU, eq. 15. */
-        char message[256];
         double worst = 0.0;
         if (!inspect_print_comparison(stdout, layers, net->n_layers, x, buffers->labels,
                                       &inspect_relu, &worst, message, sizeof message)) {

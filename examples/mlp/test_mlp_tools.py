@@ -160,6 +160,10 @@ def check_errors(mlp, data, directory):
     result = run(mlp, "--data", data, "--epochs", "1", "--log", missing)
     check(result.returncode == 1 and missing in result.stderr,
           "--log into a missing directory gave %d: %s" % (result.returncode, result.stderr))
+    missing = os.path.join(directory, "no such directory", "step.dot")
+    result = run(mlp, "--data", data, "--epochs", "1", "--dot", missing)
+    check(result.returncode == 1 and missing in result.stderr,
+          "--dot into a missing directory gave %d: %s" % (result.returncode, result.stderr))
 
 
 def main():
