@@ -298,8 +298,8 @@ TT_API tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const 
  * on the tape as well. */
 TT_API tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
 
-/* Prints the tape as a table to `out`, for reading in a terminal of 80
- * columns or more. A header line gives the number of records and whether
+/* Prints the tape as a table to `out`, for reading in a terminal: rows are
+ * about 90 columns wide, more only for long shapes. A header line gives the number of records and whether
  * gradients are shown. Each record then gets a line with its position, op,
  * output and inputs (name or "OP@POSITION", and rows x cols). A "value"
  * line follows with statistics of the output: min, max and mean of its
