@@ -36,7 +36,11 @@
  * Gradients. tt_tape_backward() adds into the gradient of every leaf tensor
  * that requires one: it never zeroes them, so two backward passes without a
  * tt_tensor_zero_grad() in between leave the sum of both gradients. The
- * gradients of tape tensors start from zero in each backward pass.
+ * gradients of tape tensors start from zero in each backward pass. After
+ * backward, only the gradients of leaf tensors and of the tape tensors
+ * marked with tt_tensor_retain_grad() are readable, and tt_tensor_grad()
+ * returns NULL for every other tape tensor. A hook set with
+ * tt_tensor_set_grad_hook() receives any tensor's gradient during backward.
  *
  * Threads. A tape and the tensors it uses must be used by one thread at a
  * time. Different tapes may be used concurrently if they share no tensor
@@ -48,6 +52,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "tensortape_config.h"
 
@@ -180,10 +185,53 @@ TT_API const char *tt_tensor_name(const tt_tensor *tensor);
  * op has read it makes that op's gradient wrong. */
 TT_API tt_real *tt_tensor_data(tt_tensor *tensor);
 
-/* The gradient, of the tensor's shape, or NULL if it has none. A tape
- * tensor has one after tt_tape_backward() if any tensor it was computed
- * from requires a gradient. */
+/* The gradient, of the tensor's shape, or NULL if it has none. A
+ * caller-owned tensor has one after tt_tensor_require_grad(). A tape tensor
+ * has one only if it requires a gradient and was marked with
+ * tt_tensor_retain_grad(), and only once tt_tape_backward() has reached it;
+ * for any other tape tensor this returns NULL. */
 TT_API tt_real *tt_tensor_grad(tt_tensor *tensor);
+
+/* Keeps the gradient of a tape tensor readable through tt_tensor_grad()
+ * after tt_tape_backward(), as leaf gradients are. Call it before backward;
+ * the mark lasts until the tape is reset. It stores one flag in the tensor
+ * and allocates nothing. For a caller-owned tensor that requires a gradient
+ * it does nothing, since that gradient is always kept. Returns TT_ERR_ARG
+ * for NULL and TT_ERR_STATE, with `err` filled, for a tensor that never
+ * gets a gradient: a tape tensor computed only from tensors without one,
+ * or a caller-owned tensor without tt_tensor_require_grad(). */
+TT_API tt_status tt_tensor_retain_grad(tt_tensor *tensor, tt_error *err);
+
+/* A gradient hook: tt_tape_backward() calls it once per pass with the
+ * tensor, the tensor's own gradient buffer (rows × cols, row-major, holding
+ * the complete gradient) and the context given to
+ * tt_tensor_set_grad_hook(). */
+typedef void (*tt_grad_hook)(tt_tensor *tensor, tt_real *grad, void *context);
+
+/* Sets the hook that backward calls once `tensor`'s gradient is complete,
+ * replacing any earlier hook; a NULL hook removes it. A tensor has at most
+ * one hook, stored in the tensor itself, so setting one allocates nothing.
+ *   - For a tape tensor the hook runs when backward reaches the op that
+ *     produced it, after every later op has added its contribution and
+ *     before the gradient flows on to the op's inputs. A gradient no later
+ *     op contributes to is zero, and the hook still runs. The hook may
+ *     change the gradient: the change then flows into the inputs, as if
+ *     the later ops had produced it. The hook lasts until the tape is reset.
+ *   - For a caller-owned tensor the hook runs after the step of the first
+ *     op on the tape that used it, which is the last step to add to its
+ *     gradient. The buffer is the accumulated gradient, so it includes
+ *     earlier passes unless the caller zeroed it. A change stays in that
+ *     gradient. The hook lasts until it is replaced or removed. It runs
+ *     in each pass in which an op up to the loss reads the tensor.
+ * Hooks run in the order backward completes the gradients, on the thread
+ * that called tt_tape_backward(). A hook must not run ops on the tape,
+ * reset it, free tensors or start another backward pass. Anomaly mode does
+ * not check what a hook writes, only the gradients later steps compute
+ * from it. Returns TT_ERR_ARG for a NULL tensor and TT_ERR_STATE, with
+ * `err` filled, for a tensor that never gets a gradient (see
+ * tt_tensor_retain_grad). */
+TT_API tt_status tt_tensor_set_grad_hook(tt_tensor *tensor, tt_grad_hook hook, void *context,
+                                         tt_error *err);
 
 /* Fills the tensor with uniform values in [low, high) or with normal values
  * of the given mean and standard deviation, drawn from `rng` in storage
@@ -249,6 +297,34 @@ TT_API tt_tensor *tt_tape_tensor(tt_tape *tape, size_t rows, size_t cols, const 
  * (usually a missing tt_tensor_require_grad()). A failure here is recorded
  * on the tape as well. */
 TT_API tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss);
+
+/* Prints the tape as a table to `out`, for reading in a terminal: rows are
+ * about 90 columns wide, more only for long shapes. A header line gives the number of records and whether
+ * gradients are shown. Each record then gets a line with its position, op,
+ * output and inputs (name or "OP@POSITION", and rows x cols). A "value"
+ * line follows with statistics of the output: min, max and mean of its
+ * finite entries, the count of entries equal to 0 and the counts of NaN
+ * and of infinities. After a successful tt_tape_backward() a "grad" line
+ * gives the same statistics of the output's gradient, whether or not it
+ * was retained, for every record up to the loss. The caller-owned tensors
+ * that require a gradient follow, each once, with their values and
+ * gradients. A tape with a sticky error is printed with the error's
+ * message. Numbers use printf's %.4g.
+ * Write errors are left on the stream for the caller to check with
+ * ferror(). Returns TT_ERR_ARG if `tape` or `out` is NULL. */
+TT_API tt_status tt_tape_print(const tt_tape *tape, FILE *out);
+
+/* Writes the tape as a Graphviz DOT graph to `out`, for example for
+ * `dot -Tsvg`. Each op output is an ellipse labelled with its name (or
+ * "OP@POSITION"), op and shape. Each tensor that no op produced is a box:
+ * a caller-owned tensor that requires a gradient (a parameter) is filled
+ * and drawn bold, and any other input is dashed. An edge runs from each
+ * input to the output of the op that reads it, labelled with the input's
+ * index when the op has two. Names are escaped for DOT strings; bytes
+ * that are not valid UTF-8 and control characters are written as '?'.
+ * Write errors are left on the stream for the caller to check with
+ * ferror(). Returns TT_ERR_ARG if `tape` or `out` is NULL. */
+TT_API tt_status tt_tape_write_dot(const tt_tape *tape, FILE *out);
 
 /* Turns anomaly mode on or off for this tape. A new tape has it off, and a
  * reset keeps the setting. In anomaly mode every op checks its output for

@@ -57,6 +57,13 @@ struct tt_tensor {
     tt_tape *tape;       /* owning tape, NULL for a caller-owned tensor */
     const struct tt_op *producer; /* op that computed it, NULL for inputs */
     size_t position;     /* producer's position on the tape */
+    bool retain_grad;    /* a tape tensor whose gradient tt_tensor_grad returns
+                          * after backward (tt_tensor_retain_grad) */
+    tt_grad_hook grad_hook;   /* NULL if none (tt_tensor_set_grad_hook) */
+    void *grad_hook_context;
+    size_t hook_position;     /* caller-owned tensor with a hook: the earliest
+                               * record of the current backward pass that reads
+                               * it, after whose step its gradient is complete */
 };
 
 static inline size_t tt_tensor_size(const tt_tensor *t) { return t->rows * t->cols; }
@@ -195,6 +202,8 @@ struct tt_tape {
     size_t gemm_scratch_size;
     tt_pool *pool;         /* threads for matrix products; NULL means one thread */
     bool anomaly_check;    /* see tt_tape_set_anomaly_check; kept across resets */
+    size_t backward_end;   /* records [0, backward_end) hold gradients from the
+                            * last successful backward pass; 0 before one */
 };
 
 /* Records `status` and a printf-style message as the tape's error unless

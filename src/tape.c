@@ -90,6 +90,7 @@ void tt_tape_reset(tt_tape *tape)
         return;
     tt_arena_reset(&tape->arena);
     tape->length = 0;
+    tape->backward_end = 0;
     tape->error.status = TT_OK;
     tape->error.message[0] = '\0';
 }
@@ -299,6 +300,35 @@ static bool prepare_gradients(tt_tape *tape, size_t last)
     return true;
 }
 
+/* Notes, for every caller-owned tensor with a hook that the records up to
+ * `last` read, the earliest of those records: backward walks them in
+ * reverse, so that record's step is the last to add to its gradient. */
+static void place_leaf_hooks(tt_tape *tape, size_t last)
+{
+    for (size_t position = last + 1; position-- > 0;) {
+        const tt_record *record = &tape->records[position];
+        for (size_t i = 0; i < record->op->n_inputs; i++) {
+            tt_tensor *x = record->inputs[i];
+            if (x->tape == NULL && x->grad_hook != NULL)
+                x->hook_position = position;
+        }
+    }
+}
+
+/* Calls the hooks of the record's caller-owned inputs whose gradients are
+ * complete after its step, once for an input the record reads twice. */
+static void run_leaf_hooks(const tt_record *record, size_t position)
+{
+    for (size_t i = 0; i < record->op->n_inputs; i++) {
+        tt_tensor *x = record->inputs[i];
+        if (x->tape != NULL || x->grad_hook == NULL || x->hook_position != position)
+            continue;
+        if (i > 0 && x == record->inputs[0])
+            continue;
+        x->grad_hook(x, x->grad, x->grad_hook_context);
+    }
+}
+
 tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
 {
     if (tape == NULL)
@@ -329,10 +359,12 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
         return tape->error.status;
     }
 
+    tape->backward_end = 0;
     if (!prepare_gradients(tape, loss->position))
         return tape->error.status;
     loss->grad[0] = 1;
     loss->grad_pending = false;
+    place_leaf_hooks(tape, loss->position);
 
     /* Reverse record order is a valid order for the chain rule: an op's
      * output gradient is complete once every later op has added to it. */
@@ -341,16 +373,22 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
         tt_tensor *out = record->output;
         if (!out->requires_grad)
             continue;
-        if (out->grad_pending) {
-            /* No later op used this output, so its gradient is zero and the
-             * op contributes nothing to its inputs. */
+        /* When no later op used this output, its gradient is zero and, unless
+         * a hook changes it, the op contributes nothing to its inputs. */
+        const bool unused = out->grad_pending;
+        if (unused) {
             memset(out->grad, 0, tt_tensor_size(out) * sizeof(tt_real));
             out->grad_pending = false;
-            continue;
         }
-        record->op->backward(record);
-        if (tape->anomaly_check && !tt_anomaly_check_gradients(tape, record))
-            return tape->error.status;
+        if (out->grad_hook != NULL)
+            out->grad_hook(out, out->grad, out->grad_hook_context);
+        if (!unused || out->grad_hook != NULL) {
+            record->op->backward(record);
+            if (tape->anomaly_check && !tt_anomaly_check_gradients(tape, record))
+                return tape->error.status;
+        }
+        run_leaf_hooks(record, position);
     }
+    tape->backward_end = loss->position + 1;
     return TT_OK;
 }

@@ -154,7 +154,58 @@ tt_real *tt_tensor_data(tt_tensor *tensor)
 
 tt_real *tt_tensor_grad(tt_tensor *tensor)
 {
-    return tensor == NULL ? NULL : tensor->grad;
+    if (tensor == NULL)
+        return NULL;
+    /* A tape tensor's buffer stays in the arena after backward, so that
+     * tt_tape_print can still show it, but only a retained one is exposed. */
+    if (tensor->tape != NULL && !tensor->retain_grad)
+        return NULL;
+    return tensor->grad;
+}
+
+/* Returns true if backward can give the tensor a gradient. Otherwise fills
+ * `err` with TT_ERR_STATE naming `caller` and the tensor. */
+static bool check_gets_grad(const tt_tensor *tensor, const char *caller, tt_error *err)
+{
+    if (tensor->requires_grad)
+        return true;
+    char label[TT_LABEL_MAX];
+    tt_tensor_label(tensor, "tensor", label);
+    if (tensor->tape != NULL)
+        tt_error_set(err, TT_ERR_STATE,
+                     "%s: %s is computed only from tensors without a gradient, so it never "
+                     "gets one",
+                     caller, label);
+    else
+        tt_error_set(err, TT_ERR_STATE,
+                     "%s: %s has no gradient; call tt_tensor_require_grad first", caller, label);
+    return false;
+}
+
+tt_status tt_tensor_retain_grad(tt_tensor *tensor, tt_error *err)
+{
+    if (tensor == NULL) {
+        tt_error_set(err, TT_ERR_ARG, "tt_tensor_retain_grad: tensor is NULL");
+        return TT_ERR_ARG;
+    }
+    if (!check_gets_grad(tensor, "tt_tensor_retain_grad", err))
+        return TT_ERR_STATE;
+    tensor->retain_grad = true;
+    return TT_OK;
+}
+
+tt_status tt_tensor_set_grad_hook(tt_tensor *tensor, tt_grad_hook hook, void *context,
+                                  tt_error *err)
+{
+    if (tensor == NULL) {
+        tt_error_set(err, TT_ERR_ARG, "tt_tensor_set_grad_hook: tensor is NULL");
+        return TT_ERR_ARG;
+    }
+    if (hook != NULL && !check_gets_grad(tensor, "tt_tensor_set_grad_hook", err))
+        return TT_ERR_STATE;
+    tensor->grad_hook = hook;
+    tensor->grad_hook_context = hook == NULL ? NULL : context;
+    return TT_OK;
 }
 
 void tt_tensor_fill_uniform(tt_tensor *tensor, tt_rng *rng, tt_real low, tt_real high)

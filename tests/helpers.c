@@ -173,6 +173,14 @@ void require_grad_or_fail(tt_tensor *tensor)
                   (int)status, err.message);
 }
 
+void retain_grad_or_fail(tt_tensor *tensor)
+{
+    tt_error err = {TT_OK, ""};
+    const tt_status status = tt_tensor_retain_grad(tensor, &err);
+    ck_assert_msg(status == TT_OK, "tt_tensor_retain_grad failed with status %d: %s",
+                  (int)status, err.message);
+}
+
 tt_tape *new_tape_or_fail(void)
 {
     tt_error err = {TT_OK, ""};

@@ -129,6 +129,10 @@ tt_tensor *new_uniform_tensor(size_t rows, size_t cols, tt_rng *rng, double low,
 /* Calls tt_tensor_require_grad and fails the current test if it fails. */
 void require_grad_or_fail(tt_tensor *tensor);
 
+/* Keeps a tape tensor's gradient after backward, failing the current test
+ * if tt_tensor_retain_grad fails. */
+void retain_grad_or_fail(tt_tensor *tensor);
+
 /* A tape that fails the current test if it cannot be created. */
 tt_tape *new_tape_or_fail(void);
 

@@ -101,6 +101,7 @@ static void assert_add_form(size_t a_rows, size_t a_cols, size_t b_rows, size_t 
         assert_all_equal(what, tt_tensor_data(c), want_c, c_rows * c_cols);
 
         /* Backward against dC summed over the repeated dimensions. */
+        retain_grad_or_fail(c);
         ck_assert_int_eq(tt_tape_backward(tape, apply_loss_head(tape, &head, c)), TT_OK);
         const tt_real *dc = tt_tensor_grad(c);
         ck_assert_ptr_nonnull(dc);

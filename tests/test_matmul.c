@@ -178,6 +178,7 @@ START_TEST(matmul_backward_matches_hand_example)
     require_grad_or_fail(b);
 
     tt_tensor *c = tt_matmul(tape, a, b);
+    retain_grad_or_fail(c);
     tt_tensor *loss = tt_matmul(tape, tt_matmul(tape, u, c), v);
     ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
 
@@ -214,6 +215,7 @@ START_TEST(matmul_backward_applies_transposed_products)
         loss_head head = new_loss_head(shape.m, shape.n, &rng);
 
         tt_tensor *c = tt_matmul(tape, a, b);
+        retain_grad_or_fail(c);
         ck_assert_int_eq(tt_tape_backward(tape, apply_loss_head(tape, &head, c)), TT_OK);
 
         const tt_real *dc = tt_tensor_grad(c);

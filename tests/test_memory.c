@@ -163,14 +163,24 @@ typedef struct training_setup {
     tt_tensor *parameters[4]; /* w1 (hidden × inputs), b1, w2 (classes × hidden), b2 */
     tt_real *x;               /* inputs × batch, copied into a tape tensor each step */
     int32_t *labels;          /* batch labels */
+    bool with_hooks;          /* retain h1's gradient and hook h1 and w1 */
+    size_t hook_calls;        /* calls of count_hook_call so far */
 } training_setup;
+
+/* A gradient hook that counts its calls in the training_setup. */
+static void count_hook_call(tt_tensor *tensor, tt_real *grad, void *context)
+{
+    (void)tensor;
+    (void)grad;
+    ((training_setup *)context)->hook_calls++;
+}
 
 static training_setup new_training_setup(size_t inputs, size_t hidden, size_t classes,
                                          size_t batch)
 {
     tt_rng rng;
     tt_rng_seed(&rng, 31);
-    training_setup setup = {inputs, hidden, classes, batch, {NULL}, NULL, NULL};
+    training_setup setup = {inputs, hidden, classes, batch, {NULL}, NULL, NULL, false, 0};
     setup.parameters[0] = new_uniform_tensor(hidden, inputs, &rng, -0.1, 0.1, "w1");
     setup.parameters[1] = new_uniform_tensor(hidden, 1, &rng, -0.1, 0.1, "b1");
     setup.parameters[2] = new_uniform_tensor(classes, hidden, &rng, -0.1, 0.1, "w2");
@@ -212,6 +222,12 @@ static tt_status training_step(tt_tape *tape, training_setup *setup, tt_optimize
     tt_tensor *w2 = setup->parameters[2];
     tt_tensor *b2 = setup->parameters[3];
     tt_tensor *h1 = tt_relu(tape, tt_add(tape, tt_matmul(tape, w1, x), b1));
+    if (setup->with_hooks && h1 != NULL) {
+        const tt_status retained = tt_tensor_retain_grad(h1, NULL);
+        const tt_status hooked = tt_tensor_set_grad_hook(h1, count_hook_call, setup, NULL);
+        if (retained != TT_OK || hooked != TT_OK)
+            return retained != TT_OK ? retained : hooked;
+    }
     tt_tensor *z2 = tt_add(tape, tt_matmul(tape, w2, h1), b2);
     tt_tensor *loss = tt_cross_entropy(tape, z2, setup->labels, setup->batch);
     const tt_status status = tt_tape_backward(tape, loss);
@@ -237,14 +253,20 @@ static tt_status training_step(tt_tape *tape, training_setup *setup, tt_optimize
 
 /* Runs the first step on a fresh tape, which must allocate, then
  * MEASURED_STEPS more, each of which must neither allocate nor free. With
+ * `with_hooks`, each step also retains a gradient and runs two hooks. With
  * `optimizer_options` not NULL the steps update through an optimizer of
  * those options, created before the first step. */
 static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, size_t classes,
-                                                 size_t batch,
+                                                 size_t batch, bool with_hooks,
                                                  const tt_optimizer_options *optimizer_options)
 {
     training_setup setup = new_training_setup(inputs, hidden, classes, batch);
     tt_tape *tape = new_tape_or_fail();
+    setup.with_hooks = with_hooks;
+    if (with_hooks)
+        ck_assert_int_eq(tt_tensor_set_grad_hook(setup.parameters[0], count_hook_call, &setup,
+                                                 NULL),
+                         TT_OK);
     tt_optimizer *optimizer = NULL;
     if (optimizer_options != NULL) {
         tt_error err = {TT_OK, ""};
@@ -274,6 +296,11 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
                       inputs, hidden, classes, batch, release_count);
     }
 
+    /* Two hooks per step: h1's and w1's. */
+    const size_t want_hook_calls = with_hooks ? 2 * (MEASURED_STEPS + 1) : 0;
+    ck_assert_msg(setup.hook_calls == want_hook_calls, "hooks ran %zu times, want %zu",
+                  setup.hook_calls, want_hook_calls);
+
     tt_optimizer_free(optimizer);
     tt_tape_free(tape);
     free_training_setup(&setup);
@@ -282,7 +309,7 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
 START_TEST(training_step_after_first_makes_no_heap_allocation)
 {
     /* Small enough for the tape's first block of memory. */
-    assert_steps_after_first_use_no_heap(6, 8, 3, 5, NULL);
+    assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, NULL);
 }
 END_TEST
 
@@ -300,7 +327,7 @@ START_TEST(optimizer_steps_make_no_heap_allocation)
     options[0].weight_decay = 1e-4;
     options[1].weight_decay = 1e-4;
     for (size_t i = 0; i < 3; i++)
-        assert_steps_after_first_use_no_heap(6, 8, 3, 5, &options[i]);
+        assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, &options[i]);
 }
 END_TEST
 
@@ -373,12 +400,19 @@ START_TEST(optimizer_new_reports_nomem_at_every_allocation)
 }
 END_TEST
 
+START_TEST(training_step_with_hooks_makes_no_heap_allocation)
+{
+    /* Retain flags and hooks live in the tensors, so they add no allocation. */
+    assert_steps_after_first_use_no_heap(6, 8, 3, 5, true, NULL);
+}
+END_TEST
+
 START_TEST(large_training_step_after_first_makes_no_heap_allocation)
 {
     /* An MNIST-sized step: several megabytes of activations and gradients,
      * more than the tape's first block of memory, so the first step grows
      * the tape's memory more than once. */
-    assert_steps_after_first_use_no_heap(784, 128, 10, 64, NULL);
+    assert_steps_after_first_use_no_heap(784, 128, 10, 64, false, NULL);
 }
 END_TEST
 
@@ -671,6 +705,7 @@ static Suite *memory_suite(void)
 
     TCase *steady = add_test_case(suite, "steady_state");
     tcase_add_test(steady, training_step_after_first_makes_no_heap_allocation);
+    tcase_add_test(steady, training_step_with_hooks_makes_no_heap_allocation);
     tcase_add_test(steady, large_training_step_after_first_makes_no_heap_allocation);
     tcase_add_test(steady, optimizer_steps_make_no_heap_allocation);
     tcase_add_test(steady, optimizer_step_alone_makes_no_heap_allocation);

@@ -624,6 +624,7 @@ START_TEST(backward_accumulates_leaf_gradients_and_zeroes_tape_gradients)
         tt_tape *tape = new_tape_or_fail();
         tt_tensor *hidden;
         tt_tensor *loss = record_mlp_loss(tape, &model, &hidden);
+        retain_grad_or_fail(hidden);
         const size_t hidden_size = size_of(hidden);
         tt_real *first_hidden = malloc(hidden_size * sizeof *first_hidden);
         tt_real *first[4];

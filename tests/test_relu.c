@@ -29,10 +29,12 @@ static double relu_loss(const double *x, size_t count, void *context)
 }
 
 /* Records loss = relu(x)·v for a 1 × count row x and a count × 1 column v,
- * runs backward and returns the relu output. dloss/drelu(x) is vᵀ. */
+ * runs backward and returns the relu output, whose gradient it retains.
+ * dloss/drelu(x) is vᵀ. */
 static tt_tensor *relu_dot(tt_tape *tape, tt_tensor *x, tt_tensor *v)
 {
     tt_tensor *h = tt_relu(tape, x);
+    retain_grad_or_fail(h);
     tt_tensor *loss = tt_matmul(tape, h, v);
     ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
     return h;

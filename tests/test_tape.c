@@ -582,6 +582,7 @@ START_TEST(backward_sums_gradient_of_tape_tensor_feeding_two_ops)
     require_grad_or_fail(x);
 
     tt_tensor *h = tt_relu(tape, x);
+    retain_grad_or_fail(h);
     tt_tensor *loss = tt_add(tape, tt_matmul(tape, h, u), tt_matmul(tape, h, v));
     ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
 
@@ -612,6 +613,7 @@ START_TEST(backward_twice_accumulates_leaf_gradient)
     require_grad_or_fail(w);
 
     tt_tensor *h = tt_relu(tape, w);
+    retain_grad_or_fail(h);
     tt_tensor *loss = tt_matmul(tape, h, x);
     ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
     ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
@@ -721,6 +723,7 @@ START_TEST(backward_leaves_tensors_without_gradient_alone)
     require_grad_or_fail(w);
 
     tt_tensor *loss = tt_matmul(tape, w, x);
+    retain_grad_or_fail(loss);
     ck_assert_int_eq(tt_tape_backward(tape, loss), TT_OK);
 
     ck_assert_ptr_null(tt_tensor_grad(x));

@@ -27,6 +27,9 @@
  * (schedule.c) gives for that step. All randomness comes from one generator
  * seeded by --seed, so a run repeats exactly. progress.c prints the
  * progress.
+ *
+ * --inspect and --dot look into one step (inspect.h), and --log and --plot
+ * record the epochs (history.h).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -39,7 +42,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "history.h"
 #include "idx.h"
+#include "inspect.h"
 #include "progress.h"
 #include "schedule.h"
 #include "tensortape.h"
@@ -112,6 +117,10 @@ typedef struct options {
     double learning_rate; /* 0 until --lr sets it: then the optimizer's default */
     uint64_t seed;
     size_t threads;   /* threads for matrix products; 0 for one per online CPU */
+    bool inspect;     /* compare one batch's gradients with eq. 11-14 instead of training */
+    const char *dot_path;  /* DOT file of one training step, or NULL */
+    const char *log_path;  /* per-epoch CSV, or NULL */
+    const char *plot_path; /* per-epoch SVG chart, or NULL */
     enum optimizer_choice { CHOICE_SGD, CHOICE_MOMENTUM, CHOICE_ADAM } optimizer;
     schedule_kind schedule;
     size_t step_epochs;
@@ -138,7 +147,8 @@ static void print_usage_line(FILE *stream)
     fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X] "
           "[--seed N] [--threads N]\n"
           "           [--optimizer sgd|momentum|adam] [--schedule constant|step|cosine]\n"
-          "           [--step-epochs N] [--step-gamma X] [--quiet] [--help]\n",
+          "           [--step-epochs N] [--step-gamma X] [--quiet]\n"
+          "           [--inspect] [--dot FILE] [--log FILE] [--plot FILE] [--help]\n",
           stream);
 }
 
@@ -171,6 +181,15 @@ static void print_help(void)
            "  --threads N    threads for the matrix products, from 1 to %d; results are\n"
            "                 the same for every count (default: one per online CPU)\n"
            "  --quiet        print only the final key=value line\n"
+           "  --inspect      instead of training, run one step on the first batch with\n"
+           "                 the initial weights, print its tape and each layer's\n"
+           "                 gradients beside the closed form of the README's equations\n"
+           "                 11-14\n"
+           "  --dot FILE     write the tape of that step as a Graphviz DOT graph to FILE\n"
+           "                 (before training, unless --inspect is given)\n"
+           "  --log FILE     write one CSV row per epoch to FILE: epoch, train_loss,\n"
+           "                 test_accuracy, seconds\n"
+           "  --plot FILE    write an SVG chart of the loss and accuracy per epoch to FILE\n"
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
@@ -277,12 +296,12 @@ static bool parse_width_list(const char *text, size_t **widths, size_t *count)
 
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
-                 OPTION_THREADS, OPTION_OPTIMIZER, OPTION_SCHEDULE, OPTION_STEP_EPOCHS,
-                 OPTION_STEP_GAMMA,
+                 OPTION_THREADS, OPTION_DOT, OPTION_LOG, OPTION_PLOT, OPTION_OPTIMIZER,
+                 OPTION_SCHEDULE, OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA,
                  OPTION_COUNT };
 
 static const char *const option_names[OPTION_COUNT] = {
-    "data", "hidden", "epochs", "batch", "lr", "seed", "threads",
+    "data", "hidden", "epochs", "batch", "lr", "seed", "threads", "dot", "log", "plot",
     "optimizer", "schedule", "step-epochs", "step-gamma"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
@@ -351,6 +370,20 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         opts->threads = (size_t)threads;
         return NULL;
     }
+    case OPTION_DOT:
+    case OPTION_LOG:
+    case OPTION_PLOT:
+        if (value[0] == '\0') {
+            return "a file name";
+        }
+        if (id == OPTION_DOT) {
+            opts->dot_path = value;
+        } else if (id == OPTION_LOG) {
+            opts->log_path = value;
+        } else {
+            opts->plot_path = value;
+        }
+        return NULL;
     case OPTION_OPTIMIZER:
         return parse_optimizer(value, &opts->optimizer) ? NULL : "sgd, momentum or adam";
     case OPTION_SCHEDULE:
@@ -411,6 +444,14 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
                 return PARSE_ERROR;
             }
             return PARSE_HELP;
+        }
+        if (name_length == 7 && strncmp(name, "inspect", 7) == 0) {
+            if (equals != NULL) {
+                fprintf(stderr, "mlp: option '--inspect' takes no value\n");
+                return PARSE_ERROR;
+            }
+            opts->inspect = true;
+            continue;
         }
         if (name_length == 5 && strncmp(name, "quiet", 5) == 0) {
             if (equals != NULL) {
@@ -502,13 +543,17 @@ static bool model_init(model *net, const size_t *widths, size_t n_layers, tt_rng
 }
 
 /* Records the forward pass of a batch x (s × n) on the tape and returns the
- * C × n logits z(T), or NULL with the error recorded on the tape. */
-static tt_tensor *model_forward(tt_tape *tape, const model *net, tt_tensor *x)
+ * C × n logits z(T), or NULL with the error recorded on the tape. If z_out
+ * is not NULL, z_out[t - 1] receives z(t) for t = 1 … T. */
+static tt_tensor *model_forward(tt_tape *tape, const model *net, tt_tensor *x, tt_tensor **z_out)
 {
     tt_tensor *h = x;
     for (size_t t = 0; t < net->n_layers; t++) {
         /* eq. 1: z(t) = W(t)·h(t-1) + b(t), b(t) repeated across the columns */
         tt_tensor *z = tt_add(tape, tt_matmul(tape, net->layers[t].w, h), net->layers[t].b);
+        if (z_out != NULL) {
+            z_out[t] = z;
+        }
         /* eq. 2 and 15 for a hidden layer, while the output layer keeps z(T) (eq. 3) */
         h = t + 1 < net->n_layers ? tt_relu(tape, z) : z;
     }
@@ -609,7 +654,7 @@ static bool train_epoch(tt_tape *tape, model *net, const idx_dataset *train, tra
     while ((sample_ids = tt_batches_next(run->batches, &n)) != NULL) {
         tt_tape_reset(tape);
         tt_tensor *x = load_batch(tape, train, sample_ids, n, labels);
-        tt_tensor *logits = model_forward(tape, net, x);
+        tt_tensor *logits = model_forward(tape, net, x, NULL);
         tt_tensor *loss = tt_cross_entropy(tape, logits, labels, n);
         if (loss == NULL || tt_tape_backward(tape, loss) != TT_OK) {
             print_tape_error(tape);
@@ -664,7 +709,7 @@ static bool evaluate(tt_tape *tape, const model *net, const idx_dataset *test, s
 
         tt_tape_reset(tape);
         tt_tensor *x = load_batch(tape, test, sample_ids, n, labels);
-        tt_tensor *logits = model_forward(tape, net, x);
+        tt_tensor *logits = model_forward(tape, net, x, NULL);
         if (logits == NULL) {
             print_tape_error(tape);
             return false;
@@ -710,11 +755,87 @@ static bool load_data(const char *dir, idx_dataset *train, idx_dataset *test)
     return true;
 }
 
+/* ---- Inspection: --inspect and --dot ---------------------------------------- */
+
+/* Records one training step on the first training batch, in file order,
+ * with the initial weights: forward, and backward with every z(t)
+ * retained. Then writes the tape to opts->dot_path if set and, with
+ * --inspect, prints the engine's gradients beside the closed form of
+ * eq. 11-14 (inspect.c). Zeroes the parameter gradients afterwards, so
+ * that training starts as it would without these options. Returns false
+ * after printing an error. */
+static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
+                                const idx_dataset *train, const step_buffers *buffers)
+{
+    const size_t n = buffers->train_batch;
+    tt_tensor **z = calloc(net->n_layers, sizeof *z);
+    inspect_layer *layers = calloc(net->n_layers, sizeof *layers);
+    size_t *first_samples = calloc(n, sizeof *first_samples);
+    bool ok = z != NULL && layers != NULL && first_samples != NULL;
+    if (!ok) {
+        fprintf(stderr, "mlp: out of memory\n");
+    }
+
+    tt_tensor *x = NULL;
+    tt_tensor *loss = NULL;
+    if (ok) {
+        for (size_t i = 0; i < n; i++) {
+            first_samples[i] = i;
+        }
+        tt_tape_reset(tape);
+        x = load_batch(tape, train, first_samples, n, buffers->labels);
+        loss = tt_cross_entropy(tape, model_forward(tape, net, x, z), buffers->labels, n);
+        for (size_t t = 0; loss != NULL && t < net->n_layers; t++) {
+            layers[t] = (inspect_layer){net->layers[t].w, net->layers[t].b, z[t]};
+            tt_tensor_retain_grad(z[t], NULL); /* z(t) requires a gradient, so this succeeds */
+        }
+        if (loss == NULL || tt_tape_backward(tape, loss) != TT_OK) {
+            print_tape_error(tape);
+            ok = false;
+        }
+    }
+
+    char message[256];
+    if (ok && opts->dot_path != NULL &&
+        !inspect_write_dot(tape, opts->dot_path, message, sizeof message)) {
+        fprintf(stderr, "mlp: %s\n", message);
+        ok = false;
+    }
+
+    if (ok && opts->inspect) {
+        printf("inspect: one training step on the first %zu training samples with the "
+               "initial weights, loss %.6f\n\n",
+               n, (double)tt_tensor_data(loss)[0]);
+        tt_tape_print(tape, stdout);
+        putchar('\n');
+        /* The hidden layers of model_forward apply ReLU, eq. 15. */
+        double worst = 0.0;
+        if (!inspect_print_comparison(stdout, layers, net->n_layers, x, buffers->labels,
+                                      &inspect_relu, &worst, message, sizeof message)) {
+            fprintf(stderr, "mlp: %s\n", message);
+            ok = false;
+        } else {
+            printf("largest relative difference: %.3e\n", worst);
+        }
+    }
+
+    for (size_t t = 0; t < net->n_layers; t++) {
+        tt_tensor_zero_grad(net->layers[t].w);
+        tt_tensor_zero_grad(net->layers[t].b);
+    }
+    free(first_samples);
+    free(layers);
+    free(z);
+    return ok;
+}
+
 /* Trains for opts->epochs epochs, printing one line per epoch and then the
- * key=value summary line. Returns false after printing an error. */
+ * key=value summary line. Fills history[epoch - 1] for each finished epoch
+ * and, if `log` is not NULL, appends its CSV row. Returns false after
+ * printing an error. */
 static bool train_and_report(const options *opts, tt_tape *tape, model *net,
                              const idx_dataset *train, const idx_dataset *test, trainer *run,
-                             const step_buffers *buffers)
+                             const step_buffers *buffers, epoch_record *history, FILE *log)
 {
     double train_seconds = 0.0;
     double train_loss = 0.0;
@@ -740,6 +861,13 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
             return false;
         }
         progress_end_epoch(&run->display, train_loss, test_accuracy, epoch_seconds);
+        history[epoch - 1] = (epoch_record){epoch, train_loss, test_accuracy, epoch_seconds};
+        char message[IDX_MESSAGE_MAX];
+        if (log != NULL &&
+            !history_log_append(log, opts->log_path, &history[epoch - 1], message, sizeof message)) {
+            fprintf(stderr, "mlp: %s\n", message);
+            return false;
+        }
     }
     printf("epochs=%zu train_seconds=%.2f train_loss=%.4f test_accuracy=%.4f\n", opts->epochs,
            train_seconds, train_loss, test_accuracy);
@@ -748,6 +876,60 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
         return false;
     }
     return true;
+}
+
+/* Runs train_and_report with the --log file open and writes the --plot
+ * chart afterwards. Returns false after printing an error. */
+static bool train_with_history(const options *opts, tt_tape *tape, model *net,
+                               const idx_dataset *train, const idx_dataset *test, trainer *run,
+                               const step_buffers *buffers)
+{
+    char message[IDX_MESSAGE_MAX];
+    epoch_record *history = calloc(opts->epochs, sizeof *history);
+    if (history == NULL) {
+        fprintf(stderr, "mlp: out of memory\n");
+        return false;
+    }
+    FILE *log = NULL;
+    if (opts->log_path != NULL) {
+        log = history_log_open(opts->log_path, message, sizeof message);
+        if (log == NULL) {
+            fprintf(stderr, "mlp: %s\n", message);
+            free(history);
+            return false;
+        }
+    }
+    bool ok = train_and_report(opts, tape, net, train, test, run, buffers, history, log);
+    if (!history_log_close(log, opts->log_path, message, sizeof message)) {
+        fprintf(stderr, "mlp: %s\n", message);
+        ok = false;
+    }
+    /* A chart of the epochs that finished is drawn even after a failure. */
+    size_t finished = 0;
+    while (finished < opts->epochs && history[finished].epoch != 0) {
+        finished++;
+    }
+    if (opts->plot_path != NULL && finished > 0) {
+        /* "mlp: hidden 256,128, batch 64, lr 0.05, seed 1"; a long list is cut. */
+        char title[160] = "mlp: hidden ";
+        size_t used = strlen(title);
+        for (size_t t = 0; t < opts->n_hidden && used < sizeof title; t++) {
+            used += (size_t)snprintf(title + used, sizeof title - used, "%s%zu",
+                                     t == 0 ? "" : ",", opts->hidden[t]);
+        }
+        if (used < sizeof title) {
+            snprintf(title + used, sizeof title - used, "%s, batch %zu, lr %g, seed %" PRIu64,
+                     opts->n_hidden == 0 ? "none" : "", opts->batch, opts->learning_rate,
+                     opts->seed);
+        }
+        if (!history_write_svg(opts->plot_path, title, history, finished, message,
+                               sizeof message)) {
+            fprintf(stderr, "mlp: %s\n", message);
+            ok = false;
+        }
+    }
+    free(history);
+    return ok;
 }
 
 int main(int argc, char **argv)
@@ -822,7 +1004,16 @@ int main(int argc, char **argv)
     run.rates = (schedule){opts.schedule, opts.learning_rate, opts.step_epochs, opts.step_gamma,
                            opts.epochs * tt_batches_per_epoch(run.batches)};
     progress_init(&run.display, stdout, opts.quiet, opts.epochs, train.count);
-    if (train_and_report(&opts, tape, &net, &train, &test, &run, &buffers)) {
+    if (opts.inspect || opts.dot_path != NULL) {
+        if (!inspect_first_batch(&opts, tape, &net, &train, &buffers)) {
+            goto cleanup;
+        }
+        if (opts.inspect) {
+            exit_status = EXIT_SUCCESS;
+            goto cleanup;
+        }
+    }
+    if (train_with_history(&opts, tape, &net, &train, &test, &run, &buffers)) {
         exit_status = EXIT_SUCCESS;
     }
 
