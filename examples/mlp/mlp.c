@@ -144,10 +144,10 @@ typedef struct model {
 
 static void print_usage_line(FILE *stream)
 {
-    fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X] "
-          "[--seed N] [--threads N]\n"
-          "           [--optimizer sgd|momentum|adam] [--schedule constant|step|cosine]\n"
-          "           [--step-epochs N] [--step-gamma X] [--quiet]\n"
+    fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X]\n"
+          "           [--seed N] [--threads N] [--optimizer sgd|momentum|adam]\n"
+          "           [--schedule constant|step|cosine] [--step-epochs N]\n"
+          "           [--step-gamma X] [--quiet]\n"
           "           [--inspect] [--dot FILE] [--log FILE] [--plot FILE] [--help]\n",
           stream);
 }
@@ -166,8 +166,8 @@ static void print_help(void)
            "  --epochs N     number of passes over the training set (default %d)\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
            "                 (default %d)\n"
-           "  --lr X         learning rate, a positive number (default %g for sgd, %g for\n"
-           "                 momentum, %g for adam)\n"
+           "  --lr X         learning rate, a positive number (default %g for sgd,\n"
+           "                 %g for momentum, %g for adam)\n"
            "  --optimizer O  sgd (plain minibatch SGD, the default), momentum (SGD with\n"
            "                 momentum %g) or adam (Adam, betas 0.9 and 0.999, eps 1e-8)\n"
            "  --schedule S   learning-rate schedule: constant (the default); step, which\n"
@@ -194,11 +194,11 @@ static void print_help(void)
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
            "Output: one line per epoch with the mean training loss, the test accuracy\n"
-           "and the epoch's training time in seconds, then one line of key=value pairs.\n"
-           "On a terminal a progress bar with samples/s and the running loss shows\n"
-           "during each epoch, redrawn in place a few times a second.\n"
+           "and the epoch's training time in seconds, then one line of key=value pairs:\n"
            "  epochs=N train_seconds=S train_loss=L test_accuracy=A\n"
-           "where train_seconds excludes loading and evaluation.\n"
+           "where train_seconds excludes loading and evaluation. On a terminal a\n"
+           "progress bar with samples/s and the running loss shows during each epoch,\n"
+           "redrawn in place a few times a second.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
            GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
