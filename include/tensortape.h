@@ -747,17 +747,20 @@ typedef enum tt_fan_mode {
 
 /* Returns the recommended gain of torch.nn.init.calculate_gain (see
  * tt_nonlinearity). `slope` is the negative slope of leaky ReLU and is
- * ignored otherwise; unlike calculate_gain, which takes 0.01 when no slope
- * is given, there is no default. Returns NaN for an unknown nonlinearity or a
+ * ignored otherwise. It has no default, unlike in calculate_gain, which
+ * takes 0.01 when no slope is given. Returns NaN for an unknown nonlinearity or a
  * non-finite slope of leaky ReLU. */
 TT_API double tt_init_gain(tt_nonlinearity nonlinearity, double slope);
 
+/* Xavier (Glorot) initialization, uniform and normal (see "Initializers"
+ * above). A gain of 1 suits linear, sigmoid and softmax layers. */
 TT_API tt_status tt_init_xavier_uniform(tt_tensor *tensor, tt_rng *rng, double gain,
                                         tt_error *err);
 TT_API tt_status tt_init_xavier_normal(tt_tensor *tensor, tt_rng *rng, double gain,
                                        tt_error *err);
-/* PyTorch's kaiming_uniform_ and kaiming_normal_ default to mode fan_in with
- * leaky ReLU of slope 0, which is the ReLU gain √2. */
+/* Kaiming (He) initialization, uniform and normal (see "Initializers"
+ * above). PyTorch's kaiming_uniform_ and kaiming_normal_ default to mode
+ * fan_in with leaky ReLU of slope 0, which is the ReLU gain √2. */
 TT_API tt_status tt_init_kaiming_uniform(tt_tensor *tensor, tt_rng *rng, tt_fan_mode mode,
                                          tt_nonlinearity nonlinearity, double slope,
                                          tt_error *err);
@@ -767,9 +770,9 @@ TT_API tt_status tt_init_kaiming_normal(tt_tensor *tensor, tt_rng *rng, tt_fan_m
 
 /* A minibatch iterator over the sample indices 0 .. n_samples−1. Each epoch
  * visits them in a new random order (a Fisher–Yates shuffle driven by a
- * tt_rng seeded at creation), cut into batches of batch_size indices; the
- * last batch holds the rest, n_samples mod batch_size, unless drop_last is
- * set, which skips it. The same seed gives the same sequence of epochs. */
+ * tt_rng seeded at creation), cut into batches of batch_size indices. The
+ * last batch contains the rest, n_samples mod batch_size, unless drop_last
+ * is set, which skips it. The same seed gives the same sequence of epochs. */
 typedef struct tt_batches tt_batches;
 
 /* Creates an iterator. Its index array, of n_samples entries, is allocated
