@@ -71,7 +71,7 @@
 #define DEFAULT_LEARNING_RATE 0.05
 #define DEFAULT_SEED 1
 
-/* Defaults of the other optimizers. Momentum 0.9 is the usual choice; with
+/* Defaults of the other optimizers. Momentum 0.9 is the usual choice. With
  * it the steady-state step is 10 times the rate times the gradient, so the
  * rate is a tenth of plain SGD's to move about as far per step. Adam's rate
  * is PyTorch's default, 1e-3. */
