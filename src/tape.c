@@ -349,6 +349,9 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
             continue;
         }
         record->op->backward(record);
+        /* Only a user-defined op's backward can fail (tt_custom_op_apply). */
+        if (tape->error.status != TT_OK)
+            return tape->error.status;
         if (tape->anomaly_check && !tt_anomaly_check_gradients(tape, record))
             return tape->error.status;
     }
