@@ -961,6 +961,72 @@ START_TEST(custom_op_new_rejects_bad_definitions)
 }
 END_TEST
 
+/* ---- README examples ------------------------------------------------------------------ */
+
+/* Marks the README's code blocks that must equal this file's blocks. */
+#define README_MARKER "<!-- The same code is compiled and run by tests/test_custom.c. -->\n```c\n"
+#define README_BLOCK_END "```\n"
+#define SOURCE_MARKER_START "/* ---- README: "
+#define SOURCE_MARKER_END "/* ---- end of README code ---- */\n"
+
+/* Returns the contents of the file at `path`, NUL-terminated, failing the
+ * test if it cannot be read. The caller frees it. */
+static char *read_file(const char *path)
+{
+    FILE *file = fopen(path, "rb");
+    ck_assert_msg(file != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(file, 0, SEEK_END), 0);
+    const long size = ftell(file);
+    ck_assert_msg(size >= 0, "cannot size %s", path);
+    rewind(file);
+    char *text = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_uint_eq(fread(text, 1, (size_t)size, file), (size_t)size);
+    text[size] = '\0';
+    fclose(file);
+    return text;
+}
+
+START_TEST(readme_examples_are_this_files_code)
+{
+    /* Each marked block of the README, in order, must be the text between
+     * a "README:" line of this file and the next end line, so that the
+     * code the README shows is the code compiled and tested here. */
+    char *readme = read_file(TT_TEST_SOURCE_ROOT "/README.md");
+    char *source = read_file(TT_TEST_SOURCE_ROOT "/tests/test_custom.c");
+    const char *readme_at = readme;
+    const char *source_at = source;
+    size_t n_blocks = 0;
+    for (;;) {
+        const char *readme_block = strstr(readme_at, README_MARKER);
+        const char *source_block = strstr(source_at, "\n" SOURCE_MARKER_START);
+        if (readme_block == NULL || source_block == NULL) {
+            ck_assert_msg(readme_block == NULL && source_block == NULL,
+                          "the README has %s marked code blocks than tests/test_custom.c",
+                          readme_block == NULL ? "fewer" : "more");
+            break;
+        }
+        readme_block += strlen(README_MARKER);
+        source_block = strchr(source_block + 1, '\n') + 1;
+        const char *readme_end = strstr(readme_block, "\n" README_BLOCK_END);
+        const char *source_end = strstr(source_block, SOURCE_MARKER_END);
+        ck_assert_ptr_nonnull(readme_end);
+        ck_assert_ptr_nonnull(source_end);
+        readme_end++;
+        const size_t length = (size_t)(readme_end - readme_block);
+        ck_assert_msg(length == (size_t)(source_end - source_block) &&
+                          memcmp(readme_block, source_block, length) == 0,
+                      "README code block %zu differs from tests/test_custom.c", n_blocks + 1);
+        n_blocks++;
+        readme_at = readme_end;
+        source_at = source_end;
+    }
+    ck_assert_uint_eq(n_blocks, 2);
+    free(readme);
+    free(source);
+}
+END_TEST
+
 static Suite *custom_suite(void)
 {
     Suite *suite = suite_create("custom");
@@ -983,6 +1049,9 @@ static Suite *custom_suite(void)
     tcase_add_test(op, custom_op_rejects_wrong_inputs);
     tcase_add_test(op, custom_op_reports_callback_failures);
     tcase_add_test(op, custom_op_new_rejects_bad_definitions);
+
+    TCase *readme = add_test_case(suite, "readme");
+    tcase_add_test(readme, readme_examples_are_this_files_code);
 
     return suite;
 }
