@@ -119,9 +119,9 @@ static tt_status column_norm_forward(tt_custom_context *context, void *user)
     const char *const per_row_names[2] = {"gain", "bias"};
     for (size_t k = 0; k < 2; k++) {
         if (tt_tensor_rows(per_row[k]) != d || tt_tensor_cols(per_row[k]) != 1) {
-            tt_custom_fail(context, TT_ERR_SHAPE, "%s is %zux%zu but x is %zux%zu; it must be %zux1",
-                           per_row_names[k], tt_tensor_rows(per_row[k]),
-                           tt_tensor_cols(per_row[k]), d, n, d);
+            tt_custom_fail(context, TT_ERR_SHAPE,
+                           "%s is %zux%zu but x is %zux%zu; it must be %zux1", per_row_names[k],
+                           tt_tensor_rows(per_row[k]), tt_tensor_cols(per_row[k]), d, n, d);
             return TT_ERR_SHAPE;
         }
     }
@@ -190,7 +190,8 @@ static tt_status column_norm_backward(tt_custom_context *context, void *user)
         for (size_t r = 0; r < d; r++) {
             const double normalised = ((double)xs[r * n + i] - saved->mean[i]) * s;
             const double g = (double)dy[r * n + i] * (double)gain[r];
-            dx[r * n + i] += (tt_real)(s / (double)d * ((double)d * g - g_sum - normalised * g_dot));
+            const double slope = (double)d * g - g_sum - normalised * g_dot;
+            dx[r * n + i] += (tt_real)(s / (double)d * slope);
         }
     }
     return TT_OK;
