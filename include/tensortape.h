@@ -390,11 +390,11 @@ TT_API tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32
                                    size_t n_labels);
 
 /* Binary cross-entropy on logits, with the sigmoid fused in: `logits` is
- * any rows × cols tensor of m = rows·cols logits z, and `labels` holds
+ * any rows × cols tensor of m = rows·cols logits z, and `labels` contains
  * n_labels = m labels y, each 0 or 1, one per logit in storage (row-major)
  * order. For binary classification with samples as columns, logits is
- * 1 × n and there is one label per sample; for C independent yes/no
- * labels per sample it is C × n. Returns the 1 × 1 mean loss of eq. 17–18,
+ * 1 × n with one label per sample. For C independent yes/no labels per
+ * sample it is C × n. Returns the 1 × 1 mean loss of eq. 17–18,
  *     L = (1/m) Σ_j ( max(z_j, 0) − z_j·y_j + log(1 + exp(−|z_j|)) ),
  * which equals −(1/m) Σ_j (y_j log σ(z_j) + (1 − y_j) log(1 − σ(z_j)))
  * but takes no log of a probability and exp only of −|z|: it is computed
@@ -459,7 +459,7 @@ typedef struct tt_activation tt_activation;
 
 /* Creates an activation from `def`, copying the name and the kinks, so
  * `def` may go away afterwards. The caller frees it with
- * tt_activation_free(), and only once no tape holds a record of it: after
+ * tt_activation_free(), and only once no tape contains a record of it: after
  * the tapes that applied it have been reset or freed.
  * Kinks: tt_gradcheck excludes a difference taken across one, that is one
  * where some element lies on different sides (x > k or not) of a kink k
@@ -467,7 +467,7 @@ typedef struct tt_activation tt_activation;
  * exactly a kink is the one backward uses.
  * Returns NULL and fills `err` with TT_ERR_ARG if def, its name or its
  * function is NULL, the name is empty, not exactly one derivative is
- * given, or kinks is NULL with n_kinks > 0 or holds a NaN or infinity;
+ * given, or kinks is NULL with n_kinks > 0 or contains a NaN or infinity;
  * TT_ERR_NOMEM if memory runs out. */
 TT_API tt_activation *tt_activation_new(const tt_activation_def *def, tt_error *err);
 
@@ -487,12 +487,11 @@ TT_API tt_tensor *tt_activation_apply(tt_tape *tape, const tt_activation *activa
                                       tt_tensor *x);
 
 /* ---- User-defined ops -------------------------------------------------------
- * An op of any number of inputs whose forward and backward the caller
- * writes, in the manner of a custom autograd function: the forward
- * callback reads the inputs, creates the output in the shape it chooses
- * and may keep a block of bytes in the tape's memory for backward; the
- * backward callback reads the output's gradient and adds into the inputs'
- * gradients. The inputs and the output stay valid until the tape is
+ * An op whose forward and backward the caller writes, in the manner of a
+ * custom autograd function. The forward callback reads the inputs,
+ * creates the output in the shape it chooses and may keep a block of
+ * bytes in the tape's memory for backward. The backward callback reads
+ * the output's gradient and adds into the inputs' gradients. The inputs and the output stay valid until the tape is
  * reset, so backward may read them: they are the tensors an autograd
  * function would save. Nothing is taken from the heap per step. The README
  * shows a complete op (a normalisation of each column). */
@@ -509,7 +508,7 @@ typedef struct tt_custom_context tt_custom_context;
 
 /* A forward or backward callback. `user` is the definition's user pointer.
  * Returns TT_OK, or a failure status, preferably after tt_custom_fail()
- * has said what went wrong. */
+ * has recorded a message that explains it. */
 typedef tt_status (*tt_custom_fn)(tt_custom_context *context, void *user);
 
 /* What tt_custom_op_new needs. */
@@ -526,7 +525,7 @@ typedef struct tt_custom_op tt_custom_op;
 
 /* Creates an op from `def`, copying the name, so `def` may go away
  * afterwards (but not def->user). The caller frees it with
- * tt_custom_op_free() once no tape holds a record of it.
+ * tt_custom_op_free() once no tape contains a record of it.
  * Returns NULL and fills `err` with TT_ERR_ARG if def, its name or a
  * callback is NULL, the name is empty, or n_inputs is 0 or above
  * TT_CUSTOM_MAX_INPUTS; TT_ERR_NOMEM if memory runs out. */
@@ -538,12 +537,12 @@ TT_API void tt_custom_op_free(tt_custom_op *op);
 /* Runs the op's forward callback on inputs[0 .. n_inputs) and records the
  * op; returns the output the callback created. The output requires a
  * gradient if any input does.
- * Errors, each recorded on the tape with nothing recorded and the arena
- * space given back: TT_ERR_ARG if `op` or an input is NULL or n_inputs
- * differs from the definition's; the callback's status if it fails, with
- * the message of its tt_custom_fail() or one naming the status;
- * TT_ERR_STATE if it returns TT_OK without creating an output or records
- * ops on the tape. */
+ * Each error below is recorded on the tape, and the op records nothing and
+ * gives its arena space back. TT_ERR_ARG if `op` or an input is NULL or
+ * n_inputs differs from the definition's. The callback's status if it
+ * fails, with the message of its tt_custom_fail() or one naming the
+ * status. TT_ERR_STATE if it returns TT_OK without creating an output, or
+ * if it records ops on the tape. */
 TT_API tt_tensor *tt_custom_op_apply(tt_tape *tape, const tt_custom_op *op,
                                      tt_tensor *const inputs[], size_t n_inputs);
 

@@ -3,8 +3,8 @@
  *
  * A definition carries an op descriptor (tt_op) of its own, with the
  * user's name. The records point to it, so the name appears in labels such
- * as "softsign@3", and the gradient checker, which compares the ops of two
- * runs by their descriptors' addresses, sees the same op in every run.
+ * as "softsign@3". The gradient checker compares the ops of two runs by
+ * their descriptors' addresses, and so finds the same op in every run.
  * Backward recovers the definition from the descriptor, its first member.
  *
  * Activation. Shapes: x is any rows × cols; out has x's shape (eq. 2 with
@@ -14,10 +14,10 @@
  *
  * Op. The forward callback creates the output and may save one block of
  * bytes; both live in the arena. The record's saved state is a
- * custom_saved holding that block. Backward hands the callback the
- * gradients through a tt_custom_context; an input gradient that is still
- * pending (see tt_grad_accumulates) is zeroed when the callback first asks
- * for it, so the callback can always add.
+ * custom_saved pointing to that block. Backward hands the callback the
+ * gradients through a tt_custom_context. An input gradient that is still
+ * pending (see tt_grad_accumulates) is zeroed on the callback's first
+ * request for it, so the callback can always add.
  */
 #include <stdarg.h>
 #include <stdio.h>

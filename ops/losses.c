@@ -12,9 +12,9 @@
  * to all their digits, and softplus(s) has no such difference.
  * Saves a copy of the labels.
  * Gradient: dz_j += dL · (σ(z_j) − y_j)/m (eq. 19), which is σ(s_j) for
- * label 0 and −σ(s_j) for label 1: σ(z) − 1 is written as −σ(−z), so that
- * a logit of 20 with label 1 keeps its gradient −2.1e-9 instead of the 0
- * that 1 − σ(20) rounds to in float.
+ * label 0 and −σ(s_j) for label 1. Writing σ(z) − 1 as −σ(−z) keeps the
+ * gradient −2.1e-9 of a logit of 20 with label 1, which 1 − σ(20) rounds
+ * to 0 in float.
  *
  * mse
  * Shapes: prediction p and target t are both rows × cols; L is 1 × 1.

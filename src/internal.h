@@ -158,7 +158,7 @@ void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool
 
 /* ---- Tape records ----------------------------------------------------- */
 
-/* Inputs a record holds: two for the built-in ops, up to
+/* Inputs a record contains: two for the built-in ops, up to
  * TT_CUSTOM_MAX_INPUTS for a user-defined op (tt_custom_op_apply). */
 #define TT_MAX_INPUTS TT_CUSTOM_MAX_INPUTS
 

@@ -33,7 +33,7 @@ static tt_real softsign_derivative(tt_real x)
 }
 
 /* Creates the activation once; apply it with tt_activation_apply(tape, g, z)
- * and free it with tt_activation_free(g) when no tape holds a record of it. */
+ * and free it with tt_activation_free(g) once no tape contains a record of it. */
 static tt_activation *new_softsign(tt_error *err)
 {
     const tt_activation_def def = {
@@ -624,8 +624,9 @@ START_TEST(multiply_of_tape_tensor_with_itself)
     require_grad_or_fail(x);
 
     for (int step = 0; step < 2; step++) {
-        /* The second step reuses the arena, whose gradient memory holds
-         * the first step's values: only the zeroing makes it right. */
+        /* The second step reuses the arena, whose gradient memory still
+         * contains the first step's values, so only the zeroing makes it
+         * right. */
         tt_tape_reset(tape);
         tt_tensor_zero_grad(x);
         tt_tensor *t = tt_add(tape, x, zero);
