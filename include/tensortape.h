@@ -491,10 +491,12 @@ TT_API tt_tensor *tt_activation_apply(tt_tape *tape, const tt_activation *activa
  * custom autograd function. The forward callback reads the inputs,
  * creates the output in the shape it chooses and may keep a block of
  * bytes in the tape's memory for backward. The backward callback reads
- * the output's gradient and adds into the inputs' gradients. The inputs and the output stay valid until the tape is
- * reset, so backward may read them: they are the tensors an autograd
- * function would save. Nothing is taken from the heap per step. The README
- * shows a complete op (a normalisation of each column). */
+ * the output's gradient and adds into the inputs' gradients. The inputs
+ * and the output stay valid until the tape is reset, so backward may read
+ * them: they are the tensors an autograd function would save. Nothing is
+ * taken from the heap per step. The README shows a complete op, and
+ * tests/test_custom.c also a normalisation of each column that saves its
+ * statistics. */
 
 /* Maximum number of inputs of a user-defined op.
  * LIMITATION: an op with more inputs is rejected by tt_custom_op_new; pass
