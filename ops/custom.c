@@ -217,6 +217,7 @@ struct tt_custom_context {
 /* Names of the inputs in messages, "input 0" to "input 7". */
 static const char *const input_roles[TT_CUSTOM_MAX_INPUTS] = {
     "input 0", "input 1", "input 2", "input 3", "input 4", "input 5", "input 6", "input 7"};
+_Static_assert(TT_CUSTOM_MAX_INPUTS == 8, "input_roles must name every possible input");
 
 static const tt_custom_op *custom_op_of(const tt_record *record)
 {
