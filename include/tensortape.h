@@ -513,13 +513,23 @@ typedef struct tt_custom_context tt_custom_context;
  * has recorded a message that explains it. */
 typedef tt_status (*tt_custom_fn)(tt_custom_context *context, void *user);
 
+/* Optional kink test of a user-defined op, for tt_gradcheck: returns
+ * whether some input element lies on different sides of a point where the
+ * op has no derivative (as ReLU at 0) in two runs of the op, `base` and
+ * `moved`, whose inputs have the same shapes. tt_custom_input,
+ * tt_custom_output and tt_custom_saved read each run. The checker then
+ * excludes the difference, as it does at ReLU's kink. */
+typedef bool (*tt_custom_kink_fn)(const tt_custom_context *base, const tt_custom_context *moved,
+                                  void *user);
+
 /* What tt_custom_op_new needs. */
 typedef struct tt_custom_op_def {
     const char *name;      /* shown in errors and as "NAME@POSITION" */
     size_t n_inputs;       /* from 1 to TT_CUSTOM_MAX_INPUTS */
     tt_custom_fn forward;  /* must call tt_custom_new_output once */
     tt_custom_fn backward; /* adds into tt_custom_input_grad for each input */
-    void *user;            /* passed to both callbacks; kept alive by the caller */
+    void *user;            /* passed to the callbacks; kept alive by the caller */
+    tt_custom_kink_fn crosses_kink; /* NULL for an op differentiable everywhere */
 } tt_custom_op_def;
 
 /* A user-defined op, created by tt_custom_op_new. */
@@ -555,7 +565,7 @@ TT_API tt_tensor *tt_custom_input(const tt_custom_context *context, size_t index
  * uninitialised, for the callback to fill. Returns NULL, with the error
  * recorded on the tape (and so failing the op), if the shape is invalid,
  * memory runs out, an output was already created, or it is called from
- * backward. */
+ * backward. In a kink test it returns NULL and records nothing. */
 TT_API tt_tensor *tt_custom_new_output(tt_custom_context *context, size_t rows, size_t cols);
 
 /* The output: the one created in forward, or NULL before that. */
@@ -565,28 +575,30 @@ TT_API tt_tensor *tt_custom_output(const tt_custom_context *context);
  * tape's memory, kept for backward and valid until the tape is reset.
  * Call it at most once per forward. Returns NULL, with the error recorded
  * on the tape, if size is 0, memory runs out, a block was already
- * allocated, or it is called from backward. */
+ * allocated, or it is called from backward. In a kink test it returns
+ * NULL and records nothing. */
 TT_API void *tt_custom_save(tt_custom_context *context, size_t size);
 
-/* The block of tt_custom_save (in forward after the call, or in backward),
- * or NULL if forward saved none. */
+/* The block of tt_custom_save (in forward after the call, in backward or
+ * in a kink test), or NULL if forward saved none. */
 TT_API void *tt_custom_saved(const tt_custom_context *context);
 
 /* Backward only: the gradient of the loss with respect to the output, of
- * the output's shape; NULL in forward. */
+ * the output's shape; NULL elsewhere. */
 TT_API const tt_real *tt_custom_output_grad(const tt_custom_context *context);
 
 /* Backward only: the gradient of input `index`, of that input's shape, for
  * the callback to add its contribution into (+=), since a tensor may feed
  * several ops. NULL if that input needs no gradient, if index is out of
- * range, or in forward. */
+ * range, or outside backward. */
 TT_API tt_real *tt_custom_input_grad(tt_custom_context *context, size_t index);
 
 /* Records `status` (TT_OK counts as TT_ERR_STATE) and a printf-style
  * message, prefixed with "NAME: ", as the tape's error, unless the tape
  * already has one. The op then fails: forward records nothing, and
  * tt_tape_backward() stops and returns the status, with leaf gradients
- * holding only part of the pass's contributions. */
+ * holding only part of the pass's contributions. In a kink test it does
+ * nothing. */
 TT_API void tt_custom_fail(tt_custom_context *context, tt_status status, const char *format, ...)
     TT_PRINTF_FORMAT(3, 4);
 

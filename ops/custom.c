@@ -17,7 +17,8 @@
  * custom_saved pointing to that block. Backward hands the callback the
  * gradients through a tt_custom_context. An input gradient that is still
  * pending (see tt_grad_accumulates) is zeroed on the callback's first
- * request for it, so the callback can always add.
+ * request for it, so the callback can always add. An optional kink test
+ * reads two records through read-only contexts for tt_gradcheck.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -196,6 +197,7 @@ struct tt_custom_op {
     tt_custom_fn forward;
     tt_custom_fn backward;
     void *user;
+    tt_custom_kink_fn crosses_kink;
 };
 
 /* A record's saved state: the block the forward callback saved, if any. */
@@ -203,7 +205,9 @@ typedef struct custom_saved {
     void *bytes;
 } custom_saved;
 
-enum custom_phase { PHASE_FORWARD, PHASE_BACKWARD };
+/* Where a context is used: in forward, in backward, or in a kink test of
+ * tt_gradcheck, which only reads. */
+enum custom_phase { PHASE_FORWARD, PHASE_BACKWARD, PHASE_KINK_TEST };
 
 struct tt_custom_context {
     tt_tape *tape;
@@ -251,6 +255,19 @@ static void custom_backward(const tt_record *record)
     if (status != TT_OK)
         tt_tape_fail(tape, status, "%s: the backward callback failed with status '%s'",
                      op->name, tt_status_str(status));
+}
+
+/* Hands the user's kink test a read-only context for each record. */
+static bool custom_crosses_kink(const tt_record *base, const tt_record *moved)
+{
+    const tt_custom_op *op = custom_op_of(base);
+    const custom_saved *base_saved = base->saved;
+    const custom_saved *moved_saved = moved->saved;
+    const tt_custom_context base_context = {base->output->tape, op, PHASE_KINK_TEST,
+                                            base->inputs, base->output, base_saved->bytes};
+    const tt_custom_context moved_context = {moved->output->tape, op, PHASE_KINK_TEST,
+                                             moved->inputs, moved->output, moved_saved->bytes};
+    return op->crosses_kink(&base_context, &moved_context, op->user);
 }
 
 static tt_status check_inputs(tt_tape *tape, const tt_custom_op *op, tt_tensor *const inputs[],
@@ -350,9 +367,11 @@ tt_custom_op *tt_custom_op_new(const tt_custom_op_def *def, tt_error *err)
     op->forward = def->forward;
     op->backward = def->backward;
     op->user = def->user;
+    op->crosses_kink = def->crosses_kink;
     op->op.name = name;
     op->op.n_inputs = def->n_inputs;
     op->op.backward = custom_backward;
+    op->op.crosses_kink = def->crosses_kink != NULL ? custom_crosses_kink : NULL;
     return op;
 }
 
@@ -375,7 +394,7 @@ tt_tensor *tt_custom_input(const tt_custom_context *context, size_t index)
 
 tt_tensor *tt_custom_new_output(tt_custom_context *context, size_t rows, size_t cols)
 {
-    if (context == NULL)
+    if (context == NULL || context->phase == PHASE_KINK_TEST)
         return NULL;
     const char *name = context->op->name;
     if (context->phase != PHASE_FORWARD || context->output != NULL) {
@@ -404,7 +423,7 @@ tt_tensor *tt_custom_output(const tt_custom_context *context)
 
 void *tt_custom_save(tt_custom_context *context, size_t size)
 {
-    if (context == NULL)
+    if (context == NULL || context->phase == PHASE_KINK_TEST)
         return NULL;
     const char *name = context->op->name;
     if (context->phase != PHASE_FORWARD || context->saved_bytes != NULL || size == 0) {
@@ -448,7 +467,8 @@ tt_real *tt_custom_input_grad(tt_custom_context *context, size_t index)
 
 void tt_custom_fail(tt_custom_context *context, tt_status status, const char *format, ...)
 {
-    if (context == NULL || tt_tape_status(context->tape) != TT_OK)
+    if (context == NULL || context->phase == PHASE_KINK_TEST ||
+        tt_tape_status(context->tape) != TT_OK)
         return;
     char message[TT_ERROR_MESSAGE_MAX];
     va_list args;

@@ -742,6 +742,112 @@ START_TEST(column_norm_passes_gradcheck)
 }
 END_TEST
 
+/* ---- Ops: kinks -------------------------------------------------------------------------- */
+
+/* y = |x|, with slope 1 for x > 0 and −1 elsewhere, so that at exactly 0 the
+ * analytic slope −1 differs from the central difference 0. */
+static tt_status absolute_forward(tt_custom_context *context, void *user)
+{
+    (void)user;
+    tt_tensor *x = tt_custom_input(context, 0);
+    tt_tensor *y = tt_custom_new_output(context, tt_tensor_rows(x), tt_tensor_cols(x));
+    if (y == NULL)
+        return TT_ERR_NOMEM;
+    for (size_t i = 0; i < tt_tensor_rows(x) * tt_tensor_cols(x); i++)
+        tt_tensor_data(y)[i] = (tt_real)fabs(tt_tensor_data(x)[i]);
+    return TT_OK;
+}
+
+static tt_status absolute_backward(tt_custom_context *context, void *user)
+{
+    (void)user;
+    tt_tensor *x = tt_custom_input(context, 0);
+    const tt_real *dy = tt_custom_output_grad(context);
+    tt_real *dx = tt_custom_input_grad(context, 0);
+    for (size_t i = 0; dx != NULL && i < tt_tensor_rows(x) * tt_tensor_cols(x); i++)
+        dx[i] += tt_tensor_data(x)[i] > 0 ? dy[i] : -dy[i];
+    return TT_OK;
+}
+
+/* Whether an element of x is on different sides of 0 (x > 0 or not) in the
+ * two runs. Counts its calls in *user, and checks that the kink test
+ * cannot create outputs or record errors. */
+static bool absolute_crosses_kink(const tt_custom_context *base, const tt_custom_context *moved,
+                                  void *user)
+{
+    size_t *calls = user;
+    (*calls)++;
+    tt_tensor *base_x = tt_custom_input(base, 0);
+    tt_tensor *moved_x = tt_custom_input(moved, 0);
+    ck_assert_ptr_nonnull(tt_custom_output(base));
+    ck_assert_ptr_null(tt_custom_new_output((tt_custom_context *)base, 1, 1));
+    tt_custom_fail((tt_custom_context *)base, TT_ERR_STATE, "must not be recorded");
+    for (size_t i = 0; i < tt_tensor_rows(base_x) * tt_tensor_cols(base_x); i++)
+        if ((tt_tensor_data(base_x)[i] > 0) != (tt_tensor_data(moved_x)[i] > 0))
+            return true;
+    return false;
+}
+
+typedef struct absolute_context {
+    const tt_custom_op *absolute;
+    const loss_head *head;
+} absolute_context;
+
+static tt_tensor *absolute_loss(tt_tape *tape, tt_tensor *const tensors[], size_t n_tensors,
+                                void *context)
+{
+    const absolute_context *ctx = context;
+    return apply_loss_head(tape, ctx->head,
+                           tt_custom_op_apply(tape, ctx->absolute, tensors, n_tensors));
+}
+
+/* Runs tt_gradcheck on |x| for x = [0, −0.5, 0.75, 2] through a loss head. */
+static tt_gradcheck_result check_absolute(tt_custom_kink_fn crosses_kink, size_t *calls)
+{
+    const tt_custom_op_def def = {.name = "absolute", .n_inputs = 1,
+                                  .forward = absolute_forward, .backward = absolute_backward,
+                                  .user = calls, .crosses_kink = crosses_kink};
+    tt_error err = {TT_OK, ""};
+    tt_custom_op *absolute = tt_custom_op_new(&def, &err);
+    ck_assert_msg(absolute != NULL, "%s", err.message);
+    const tt_real x_values[4] = {0, -0.5f, 0.75f, 2};
+    tt_rng rng;
+    tt_rng_seed(&rng, 9);
+    tt_tensor *x = new_tensor_or_fail(1, 4, x_values, "x");
+    require_grad_or_fail(x);
+    loss_head head = new_loss_head(1, 4, &rng);
+    absolute_context context = {absolute, &head};
+
+    tt_gradcheck_result result;
+    const tt_status status = tt_gradcheck(absolute_loss, &context, &x, 1, NULL, &result, &err);
+    ck_assert_msg(status == TT_OK, "tt_gradcheck returned %s: %s", tt_status_str(status),
+                  err.message);
+    free_loss_head(&head);
+    tt_tensor_free(x);
+    tt_custom_op_free(absolute);
+    return result;
+}
+
+START_TEST(custom_op_kink_test_is_used_by_gradcheck)
+{
+    /* The element at exactly 0 moves across the kink: with the kink test
+     * it is excluded and the other three pass; without it the checker
+     * compares the slope −1 with the difference 0 and fails. The test runs
+     * once per moved run: two per entry. */
+    size_t calls = 0;
+    const tt_gradcheck_result excluded = check_absolute(absolute_crosses_kink, &calls);
+    ck_assert_msg(excluded.verdict == TT_GRADCHECK_PASSED, "%s", excluded.summary);
+    ck_assert_uint_eq(excluded.n_kinks, 1);
+    ck_assert_uint_eq(excluded.n_compared, 3);
+    ck_assert_uint_eq(calls, 2 * 4);
+
+    const tt_gradcheck_result compared = check_absolute(NULL, &calls);
+    ck_assert_msg(compared.verdict == TT_GRADCHECK_FAILED, "%s", compared.summary);
+    ck_assert_uint_eq(compared.n_kinks, 0);
+    ck_assert_uint_eq(compared.worst.col, 0);
+}
+END_TEST
+
 /* ---- Ops: errors ------------------------------------------------------------------------ */
 
 START_TEST(column_norm_rejects_wrong_gain_shape)
@@ -1047,6 +1153,7 @@ static Suite *custom_suite(void)
     tcase_add_test(op, multiply_of_tape_tensor_with_itself);
     tcase_add_test(op, column_norm_matches_hand_values);
     tcase_add_test(op, column_norm_passes_gradcheck);
+    tcase_add_test(op, custom_op_kink_test_is_used_by_gradcheck);
     tcase_add_test(op, column_norm_rejects_wrong_gain_shape);
     tcase_add_test(op, custom_op_rejects_wrong_inputs);
     tcase_add_test(op, custom_op_reports_callback_failures);
