@@ -513,12 +513,12 @@ typedef struct tt_custom_context tt_custom_context;
  * has recorded a message that explains it. */
 typedef tt_status (*tt_custom_fn)(tt_custom_context *context, void *user);
 
-/* Optional kink test of a user-defined op, for tt_gradcheck: returns
- * whether some input element lies on different sides of a point where the
- * op has no derivative (as ReLU at 0) in two runs of the op, `base` and
- * `moved`, whose inputs have the same shapes. tt_custom_input,
- * tt_custom_output and tt_custom_saved read each run. The checker then
- * excludes the difference, as it does at ReLU's kink. */
+/* Optional kink test of a user-defined op, for tt_gradcheck. It receives
+ * two runs of the op, `base` and `moved`, whose inputs have the same
+ * shapes, and returns whether some input element lies on different sides
+ * of a point where the op has no derivative (as ReLU at 0) in the two.
+ * tt_custom_input, tt_custom_output and tt_custom_saved read each run.
+ * The checker then excludes the difference, as it does at ReLU's kink. */
 typedef bool (*tt_custom_kink_fn)(const tt_custom_context *base, const tt_custom_context *moved,
                                   void *user);
 

@@ -698,17 +698,18 @@ START_TEST(column_norm_matches_hand_values)
 }
 END_TEST
 
-typedef struct column_norm_context {
-    const tt_custom_op *norm;
+/* A user-defined op of the checked tensors, under a loss head. */
+typedef struct op_head_context {
+    const tt_custom_op *op;
     const loss_head *head;
-} column_norm_context;
+} op_head_context;
 
-static tt_tensor *column_norm_loss(tt_tape *tape, tt_tensor *const tensors[], size_t n_tensors,
-                                   void *context)
+static tt_tensor *op_head_loss(tt_tape *tape, tt_tensor *const tensors[], size_t n_tensors,
+                               void *context)
 {
-    const column_norm_context *ctx = context;
+    const op_head_context *ctx = context;
     return apply_loss_head(tape, ctx->head,
-                           tt_custom_op_apply(tape, ctx->norm, tensors, n_tensors));
+                           tt_custom_op_apply(tape, ctx->op, tensors, n_tensors));
 }
 
 START_TEST(column_norm_passes_gradcheck)
@@ -726,12 +727,12 @@ START_TEST(column_norm_passes_gradcheck)
         require_grad_or_fail(gain);
         require_grad_or_fail(bias);
         loss_head head = new_loss_head(CHECK_ROWS, CHECK_COLS, &rng);
-        column_norm_context context = {norm, &head};
+        op_head_context context = {norm, &head};
         tt_tensor *tensors[3] = {x, gain, bias};
 
         char what[64];
         snprintf(what, sizeof what, "column_norm, seed %llu", (unsigned long long)seed);
-        assert_gradcheck_passes(what, column_norm_loss, &context, tensors, 3,
+        assert_gradcheck_passes(what, op_head_loss, &context, tensors, 3,
                                 CHECK_ROWS * CHECK_COLS + 2 * CHECK_ROWS);
         free_loss_head(&head);
         tt_tensor_free(x);
@@ -788,19 +789,6 @@ static bool absolute_crosses_kink(const tt_custom_context *base, const tt_custom
     return false;
 }
 
-typedef struct absolute_context {
-    const tt_custom_op *absolute;
-    const loss_head *head;
-} absolute_context;
-
-static tt_tensor *absolute_loss(tt_tape *tape, tt_tensor *const tensors[], size_t n_tensors,
-                                void *context)
-{
-    const absolute_context *ctx = context;
-    return apply_loss_head(tape, ctx->head,
-                           tt_custom_op_apply(tape, ctx->absolute, tensors, n_tensors));
-}
-
 /* Runs tt_gradcheck on |x| for x = [0, −0.5, 0.75, 2] through a loss head. */
 static tt_gradcheck_result check_absolute(tt_custom_kink_fn crosses_kink, size_t *calls)
 {
@@ -816,10 +804,10 @@ static tt_gradcheck_result check_absolute(tt_custom_kink_fn crosses_kink, size_t
     tt_tensor *x = new_tensor_or_fail(1, 4, x_values, "x");
     require_grad_or_fail(x);
     loss_head head = new_loss_head(1, 4, &rng);
-    absolute_context context = {absolute, &head};
+    op_head_context context = {absolute, &head};
 
     tt_gradcheck_result result;
-    const tt_status status = tt_gradcheck(absolute_loss, &context, &x, 1, NULL, &result, &err);
+    const tt_status status = tt_gradcheck(op_head_loss, &context, &x, 1, NULL, &result, &err);
     ck_assert_msg(status == TT_OK, "tt_gradcheck returned %s: %s", tt_status_str(status),
                   err.message);
     free_loss_head(&head);
@@ -830,10 +818,10 @@ static tt_gradcheck_result check_absolute(tt_custom_kink_fn crosses_kink, size_t
 
 START_TEST(custom_op_kink_test_is_used_by_gradcheck)
 {
-    /* The element at exactly 0 moves across the kink: with the kink test
-     * it is excluded and the other three pass; without it the checker
-     * compares the slope −1 with the difference 0 and fails. The test runs
-     * once per moved run: two per entry. */
+    /* The element at exactly 0 moves across the kink. With the kink test
+     * it is excluded and the other three pass. Without it the checker
+     * compares the slope −1 with the difference 0 and fails. The kink test
+     * runs once per moved run, so twice per entry. */
     size_t calls = 0;
     const tt_gradcheck_result excluded = check_absolute(absolute_crosses_kink, &calls);
     ck_assert_msg(excluded.verdict == TT_GRADCHECK_PASSED, "%s", excluded.summary);
