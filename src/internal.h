@@ -2,6 +2,7 @@
 #ifndef TT_INTERNAL_H
 #define TT_INTERNAL_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -164,7 +165,9 @@ void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool
 
 /* ---- Tape records ----------------------------------------------------- */
 
-#define TT_MAX_INPUTS 2
+/* Inputs a record contains: two for the built-in ops, up to
+ * TT_CUSTOM_MAX_INPUTS for a user-defined op (tt_custom_op_apply). */
+#define TT_MAX_INPUTS TT_CUSTOM_MAX_INPUTS
 
 typedef struct tt_record tt_record;
 
@@ -276,5 +279,16 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 #define TT_ERFC erfcf
 #define TT_NEXTAFTER nextafterf
 #endif
+
+/* 1 / (1 + exp(−x)) without overflow: for x < 0 it is computed as
+ * e / (1 + e) with e = exp(x), which lies in (0, 1]. A NaN x takes the
+ * second branch and gives NaN. */
+static inline tt_real tt_stable_sigmoid(tt_real x)
+{
+    if (x >= 0)
+        return 1 / (1 + TT_EXP(-x));
+    const tt_real e = TT_EXP(x);
+    return e / (1 + e);
+}
 
 #endif /* TT_INTERNAL_H */

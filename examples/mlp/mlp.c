@@ -8,7 +8,8 @@
  * and a bias b(t), d_t × 1 (d_0 = s), and computes
  *     z(t) = W(t)·h(t-1) + b(t)    eq. 1: tt_matmul, then tt_add repeats b(t)
  *                                  in each of the n columns
- *     h(t) = g(z(t))               eq. 2, with g = ReLU (eq. 15): tt_relu
+ *     h(t) = g(z(t))               eq. 2, with g chosen by --activation:
+ *                                  ReLU (eq. 15, tt_relu) by default
  * for the hidden layers t < T. The output layer T computes z(T) by eq. 3, as
  * above but without g: its C × n logits (C = 10 classes) go straight into
  * tt_cross_entropy, which applies the softmax ŷ = f(z(T)) of eq. 4 fused with
@@ -90,6 +91,44 @@
 /* Maximum length of a tensor name written here, such as "w18446744073709551615". */
 #define TENSOR_NAME_MAX 32
 
+/* A hidden-layer activation that --activation accepts: a built-in op with
+ * no parameter (`apply`), or with one (`apply_with`, given
+ * `default_parameter` unless the user writes NAME:VALUE).
+ *
+ * To train with an activation of your own, write f and f' as plain C
+ * functions and create it once with the user-defined activation API, e.g.
+ * for softsign, x / (1 + |x|):
+ *     static tt_real softsign(tt_real x) { return x / (1 + fabs(x)); }
+ *     static tt_real softsign_slope(tt_real x) { return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
+ *     const tt_activation_def def = {.name = "softsign", .function = softsign,
+ *                                    .derivative = softsign_slope};
+ *     tt_activation *g = tt_activation_new(&def, &err);   (NULL and err set on failure)
+ * then record it in model_forward with h = tt_activation_apply(tape, g, z),
+ * and call tt_activation_free(g) after the tape is freed. */
+typedef struct hidden_activation {
+    const char *name;
+    tt_tensor *(*apply)(tt_tape *tape, tt_tensor *x);
+    tt_tensor *(*apply_with)(tt_tape *tape, tt_tensor *x, tt_real parameter);
+    const char *parameter_name; /* NULL for an activation without a parameter */
+    double default_parameter;
+} hidden_activation;
+
+/* The leaky ReLU slope 0.01 and the ELU alpha 1 are the usual defaults,
+ * those of PyTorch's LeakyReLU and ELU. */
+static const hidden_activation hidden_activations[] = {
+    {"relu", tt_relu, NULL, NULL, 0},
+    {"sigmoid", tt_sigmoid, NULL, NULL, 0},
+    {"tanh", tt_tanh, NULL, NULL, 0},
+    {"leaky_relu", NULL, tt_leaky_relu, "slope", 0.01},
+    {"elu", NULL, tt_elu, "alpha", 1.0},
+    {"softplus", tt_softplus, NULL, NULL, 0},
+    {"silu", tt_silu, NULL, NULL, 0},
+    {"gelu", tt_gelu, NULL, NULL, 0},
+    {"gelu_tanh", tt_gelu_tanh, NULL, NULL, 0},
+};
+
+#define N_HIDDEN_ACTIVATIONS (sizeof hidden_activations / sizeof hidden_activations[0])
+
 /* Command-line settings. */
 typedef struct options {
     const char *data_dir;
@@ -104,6 +143,8 @@ typedef struct options {
     const char *dot_path;  /* DOT file of one training step, or NULL */
     const char *log_path;  /* per-epoch CSV, or NULL */
     const char *plot_path; /* per-epoch SVG chart, or NULL */
+    const hidden_activation *activation; /* g of the hidden layers */
+    double activation_parameter;         /* its parameter, if it takes one */
 } options;
 
 /* The parameters of one layer t. */
@@ -112,19 +153,23 @@ typedef struct layer {
     tt_tensor *b; /* b(t), d_t × 1 */
 } layer;
 
-/* The layers 1 … T, caller-owned leaf tensors that require gradients. */
+/* The layers 1 … T, caller-owned leaf tensors that require gradients, and
+ * the activation g of the hidden layers. */
 typedef struct model {
     layer *layers;
     size_t n_layers;
+    const hidden_activation *activation;
+    tt_real activation_parameter;
 } model;
 
 /* ---- Command line ------------------------------------------------------- */
 
 static void print_usage_line(FILE *stream)
 {
-    fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X] "
-          "[--seed N] [--threads N]\n"
-          "           [--inspect] [--dot FILE] [--log FILE] [--plot FILE] [--help]\n",
+    fputs("usage: mlp [--data DIR] [--hidden LIST] [--activation NAME] [--epochs N] "
+          "[--batch N]\n"
+          "           [--lr X] [--seed N] [--threads N] [--inspect] [--dot FILE] "
+          "[--log FILE] [--plot FILE] [--help]\n",
           stream);
 }
 
@@ -139,6 +184,12 @@ static void print_help(void)
            "  --hidden LIST  comma-separated widths of the hidden layers, e.g. 256,128\n"
            "                 (default %d); an empty LIST ('') trains a linear softmax\n"
            "                 classifier with no hidden layer\n"
+           "  --activation NAME\n"
+           "                 activation of the hidden layers: relu (default), sigmoid,\n"
+           "                 tanh, leaky_relu, elu, softplus, silu, gelu or gelu_tanh.\n"
+           "                 leaky_relu and elu take a parameter as NAME:VALUE, the\n"
+           "                 slope for x < 0 (default 0.01) and alpha (default 1), e.g.\n"
+           "                 leaky_relu:0.1 or elu:0.5\n"
            "  --epochs N     number of passes over the training set (default %d)\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
            "                 (default %d)\n"
@@ -256,14 +307,48 @@ static bool parse_width_list(const char *text, size_t **widths, size_t *count)
     return true;
 }
 
+/* Parses NAME or NAME:VALUE into the activation and its parameter; an
+ * activation without a parameter accepts only NAME. */
+static bool parse_activation(const char *text, const hidden_activation **activation,
+                             double *parameter)
+{
+    const char *colon = strchr(text, ':');
+    size_t name_length = colon != NULL ? (size_t)(colon - text) : strlen(text);
+    for (size_t i = 0; i < N_HIDDEN_ACTIVATIONS; i++) {
+        const hidden_activation *candidate = &hidden_activations[i];
+        if (strlen(candidate->name) != name_length ||
+            strncmp(text, candidate->name, name_length) != 0) {
+            continue;
+        }
+        if (colon == NULL) {
+            *activation = candidate;
+            *parameter = candidate->default_parameter;
+            return true;
+        }
+        /* The value is applied in tt_real, so it must be finite there too. */
+        char *end = NULL;
+        errno = 0;
+        double value = strtod(colon + 1, &end);
+        if (candidate->parameter_name == NULL || colon[1] == '\0' ||
+            isspace((unsigned char)colon[1]) || errno != 0 || *end != '\0' ||
+            !isfinite((tt_real)value)) {
+            return false;
+        }
+        *activation = candidate;
+        *parameter = value;
+        return true;
+    }
+    return false;
+}
+
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
-                 OPTION_THREADS, OPTION_DOT, OPTION_LOG, OPTION_PLOT,
+                 OPTION_THREADS, OPTION_ACTIVATION, OPTION_DOT, OPTION_LOG, OPTION_PLOT,
                  OPTION_COUNT };
 
 static const char *const option_names[OPTION_COUNT] = {"data", "hidden", "epochs", "batch",
-                                                       "lr", "seed", "threads", "dot",
-                                                       "log", "plot"};
+                                                       "lr", "seed", "threads",
+                                                       "activation", "dot", "log", "plot"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
  * if there is none. */
@@ -318,6 +403,11 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         opts->threads = (size_t)threads;
         return NULL;
     }
+    case OPTION_ACTIVATION:
+        return parse_activation(value, &opts->activation, &opts->activation_parameter)
+                   ? NULL
+                   : "relu, sigmoid, tanh, leaky_relu[:SLOPE], elu[:ALPHA], softplus, silu, "
+                     "gelu or gelu_tanh, with a finite SLOPE or ALPHA";
     case OPTION_DOT:
     case OPTION_LOG:
     case OPTION_PLOT:
@@ -351,6 +441,8 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
     opts->learning_rate = DEFAULT_LEARNING_RATE;
     opts->seed = DEFAULT_SEED;
     opts->threads = 0;
+    opts->activation = &hidden_activations[0];
+    opts->activation_parameter = 0;
     opts->n_hidden = 1;
     opts->hidden = malloc(sizeof *opts->hidden);
     if (opts->hidden == NULL) {
@@ -470,8 +562,14 @@ static tt_tensor *model_forward(tt_tape *tape, const model *net, tt_tensor *x, t
         if (z_out != NULL) {
             z_out[t] = z;
         }
-        /* eq. 2 and 15 for a hidden layer, while the output layer keeps z(T) (eq. 3) */
-        h = t + 1 < net->n_layers ? tt_relu(tape, z) : z;
+        /* eq. 2 for a hidden layer, while the output layer keeps z(T) (eq. 3) */
+        if (t + 1 < net->n_layers) {
+            const hidden_activation *g = net->activation;
+            h = g->apply != NULL ? g->apply(tape, z)
+                                 : g->apply_with(tape, z, net->activation_parameter);
+        } else {
+            h = z;
+        }
     }
     return h;
 }
@@ -910,6 +1008,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
+    net.activation = opts.activation;
+    net.activation_parameter = (tt_real)opts.activation_parameter;
     tape = tt_tape_new(&err);
     if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK) {
         fprintf(stderr, "mlp: %s\n", err.message);
