@@ -37,6 +37,7 @@
 #include <time.h>
 
 #include "idx.h"
+#include "model_file.h"
 #include "tensortape.h"
 
 /* Fashion-MNIST has ten classes, labelled 0 to 9. */
@@ -95,6 +96,9 @@ typedef struct options {
     double learning_rate;
     uint64_t seed;
     size_t threads;   /* threads for matrix products; 0 for one per online CPU */
+    bool hidden_given; /* --hidden was on the command line */
+    const char *save_path; /* --save: where to save the model, or NULL */
+    const char *load_path; /* --load: the model to start from, or NULL */
 } options;
 
 /* The parameters of one layer t. */
@@ -114,7 +118,7 @@ typedef struct model {
 static void print_usage_line(FILE *stream)
 {
     fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X] "
-          "[--seed N] [--threads N] [--help]\n",
+          "[--seed N] [--threads N] [--save FILE] [--load FILE] [--help]\n",
           stream);
 }
 
@@ -129,7 +133,8 @@ static void print_help(void)
            "  --hidden LIST  comma-separated widths of the hidden layers, e.g. 256,128\n"
            "                 (default %d); an empty LIST ('') trains a linear softmax\n"
            "                 classifier with no hidden layer\n"
-           "  --epochs N     number of passes over the training set (default %d)\n"
+           "  --epochs N     number of passes over the training set (default %d); 0\n"
+           "                 evaluates the model on the test set without training\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
            "                 (default %d)\n"
            "  --lr X         SGD learning rate, a positive number (default %g)\n"
@@ -137,13 +142,19 @@ static void print_help(void)
            "                 from 0 to 2^64-1 (default %d)\n"
            "  --threads N    threads for the matrix products, from 1 to %d; results are\n"
            "                 the same for every count (default: one per online CPU)\n"
+           "  --save FILE    after training, save the parameters w1, b1, w2, ... and the\n"
+           "                 layer widths and activation as metadata to FILE, in the\n"
+           "                 safetensors format; the old FILE is replaced atomically\n"
+           "  --load FILE    start from the model in FILE, saved by --save: its widths\n"
+           "                 replace --hidden, which must not be given as well\n"
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
            "Output: one line per epoch with the mean training loss, the test accuracy\n"
            "and the epoch's training time in seconds, then one line of key=value pairs:\n"
            "  epochs=N train_seconds=S train_loss=L test_accuracy=A\n"
-           "where train_seconds excludes loading and evaluation.\n"
+           "where train_seconds excludes loading and evaluation; with --epochs 0,\n"
+           "train_loss is nan.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
            GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
@@ -239,11 +250,11 @@ static bool parse_width_list(const char *text, size_t **widths, size_t *count)
 
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
-                 OPTION_THREADS,
+                 OPTION_THREADS, OPTION_SAVE, OPTION_LOAD,
                  OPTION_COUNT };
 
-static const char *const option_names[OPTION_COUNT] = {"data", "hidden", "epochs",
-                                                       "batch", "lr", "seed", "threads"};
+static const char *const option_names[OPTION_COUNT] = {"data", "hidden", "epochs", "batch",
+                                                       "lr", "seed", "threads", "save", "load"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
  * if there is none. */
@@ -270,12 +281,19 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         return NULL;
     case OPTION_HIDDEN:
         free(opts->hidden);
+        opts->hidden_given = true;
         if (!parse_width_list(value, &opts->hidden, &opts->n_hidden)) {
             return "comma-separated positive integers such as 256,128, or ''";
         }
         return NULL;
-    case OPTION_EPOCHS:
-        return parse_positive_size(value, &opts->epochs) ? NULL : "a positive integer";
+    case OPTION_EPOCHS: {
+        uint64_t epochs = 0;
+        if (!parse_unsigned(value, SIZE_MAX, &epochs)) {
+            return "an integer from 0, which only evaluates, up";
+        }
+        opts->epochs = (size_t)epochs;
+        return NULL;
+    }
     case OPTION_BATCH:
         return parse_positive_size(value, &opts->batch) ? NULL : "a positive integer";
     case OPTION_LR:
@@ -298,6 +316,13 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         opts->threads = (size_t)threads;
         return NULL;
     }
+    case OPTION_SAVE:
+    case OPTION_LOAD:
+        if (value[0] == '\0') {
+            return "a file name";
+        }
+        *(id == OPTION_SAVE ? &opts->save_path : &opts->load_path) = value;
+        return NULL;
     case OPTION_COUNT:
         break;
     }
@@ -364,6 +389,11 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
                     option_names[id], expected);
             return PARSE_ERROR;
         }
+    }
+    if (opts->load_path != NULL && opts->hidden_given) {
+        fprintf(stderr, "mlp: --hidden cannot be combined with --load, which takes the widths "
+                        "from the file\n");
+        return PARSE_ERROR;
     }
     return PARSE_RUN;
 }
@@ -448,6 +478,113 @@ static void model_sgd_step(model *net, tt_real learning_rate)
             }
         }
     }
+}
+
+/* ---- Model files (see model_file.h) ---------------------------------------- */
+
+/* Name of the hidden activation written to and expected in model files. */
+#define ACTIVATION_NAME "relu"
+
+/* Opens opts->load_path, checks that its model takes `n_inputs` inputs,
+ * gives N_CLASSES outputs and uses ReLU, and sets the hidden widths in
+ * `opts` to the file's. Returns the open file, or NULL after printing the
+ * error. */
+static tt_safetensors *open_saved_model(options *opts, size_t n_inputs)
+{
+    const char *path = opts->load_path;
+    tt_error err = {0};
+    model_architecture arch = {0};
+    tt_safetensors *file = tt_safetensors_open(path, &err);
+    if (file == NULL || !model_file_architecture(file, path, &arch, &err)) {
+        fprintf(stderr, "mlp: %s\n", err.message);
+        tt_safetensors_close(file);
+        return NULL;
+    }
+
+    bool usable = false;
+    if (arch.widths[0] != n_inputs) {
+        fprintf(stderr, "mlp: %s: the model takes %zu inputs, but the images have %zu pixels\n",
+                path, arch.widths[0], n_inputs);
+    } else if (arch.widths[arch.n_layers] != N_CLASSES) {
+        fprintf(stderr, "mlp: %s: the model has %zu outputs, but the data have %d classes\n",
+                path, arch.widths[arch.n_layers], N_CLASSES);
+    } else if (strcmp(arch.activation, ACTIVATION_NAME) != 0) {
+        fprintf(stderr, "mlp: %s: the model's activation is '%s', but this program supports "
+                "only " ACTIVATION_NAME "\n", path, arch.activation);
+    } else {
+        free(opts->hidden);
+        opts->n_hidden = arch.n_layers - 1;
+        opts->hidden = NULL;
+        if (opts->n_hidden > 0) {
+            opts->hidden = calloc(opts->n_hidden, sizeof *opts->hidden);
+            if (opts->hidden != NULL) {
+                memcpy(opts->hidden, arch.widths + 1, opts->n_hidden * sizeof *opts->hidden);
+            }
+        }
+        usable = opts->n_hidden == 0 || opts->hidden != NULL;
+        if (!usable) {
+            opts->n_hidden = 0;
+            fprintf(stderr, "mlp: out of memory\n");
+        }
+    }
+    model_architecture_free(&arch);
+    if (!usable) {
+        tt_safetensors_close(file);
+        return NULL;
+    }
+    return file;
+}
+
+/* Fills weights[t] and biases[t] with the tensors of layer t + 1, in new
+ * arrays that the caller frees. */
+static bool model_parameters(const model *net, tt_tensor ***weights, tt_tensor ***biases)
+{
+    *weights = calloc(net->n_layers, sizeof **weights);
+    *biases = calloc(net->n_layers, sizeof **biases);
+    if (*weights == NULL || *biases == NULL) {
+        fprintf(stderr, "mlp: out of memory\n");
+        return false;
+    }
+    for (size_t t = 0; t < net->n_layers; t++) {
+        (*weights)[t] = net->layers[t].w;
+        (*biases)[t] = net->layers[t].b;
+    }
+    return true;
+}
+
+/* Copies the parameters of the opened model file into `net`, built with the
+ * file's widths. Returns false after printing the error. */
+static bool read_saved_model(const tt_safetensors *file, model *net)
+{
+    tt_tensor **weights = NULL;
+    tt_tensor **biases = NULL;
+    tt_error err = {0};
+    bool read = model_parameters(net, &weights, &biases) &&
+                model_file_read(file, weights, biases, net->n_layers, &err);
+    if (!read && err.message[0] != '\0') {
+        fprintf(stderr, "mlp: %s\n", err.message);
+    }
+    free(weights);
+    free(biases);
+    return read;
+}
+
+/* Saves `net` and its widths to `path`. Returns false after printing the
+ * error. */
+static bool save_model(const char *path, const model *net, const size_t *widths)
+{
+    tt_tensor **weights = NULL;
+    tt_tensor **biases = NULL;
+    tt_error err = {0};
+    bool saved = model_parameters(net, &weights, &biases) &&
+                 model_file_save(path, weights, biases, net->n_layers, widths,
+                                 ACTIVATION_NAME, &err);
+    if (!saved && err.message[0] != '\0') {
+        fprintf(stderr, "mlp: %s\n", err.message);
+    }
+    free(weights);
+    free(biases);
+    return saved;
 }
 
 /* ---- Training and evaluation -------------------------------------------- */
@@ -631,8 +768,12 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
                              const step_buffers *buffers)
 {
     double train_seconds = 0.0;
-    double train_loss = 0.0;
+    double train_loss = opts->epochs == 0 ? NAN : 0.0;
     double test_accuracy = 0.0;
+    if (opts->epochs == 0 && !evaluate(tape, net, test, buffers->test_batch,
+                                       buffers->sample_ids, buffers->labels, &test_accuracy)) {
+        return false;
+    }
     for (size_t epoch = 1; epoch <= opts->epochs; epoch++) {
         double start = now_seconds();
         shuffle(buffers->order, train->count, rng);
@@ -694,9 +835,16 @@ int main(int argc, char **argv)
     size_t *widths = NULL;
     step_buffers buffers = {0};
     tt_error err = {0};
+    tt_safetensors *saved_model = NULL;
 
     if (!load_data(opts.data_dir, &train, &test)) {
         goto cleanup;
+    }
+    if (opts.load_path != NULL) {
+        saved_model = open_saved_model(&opts, train.rows * train.cols);
+        if (saved_model == NULL) {
+            goto cleanup;
+        }
     }
 
     /* A batch larger than a data set only needs as many columns as it has. */
@@ -731,16 +879,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
+    if (saved_model != NULL && !read_saved_model(saved_model, &net)) {
+        goto cleanup;
+    }
     tape = tt_tape_new(&err);
     if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK) {
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
-    if (train_and_report(&opts, tape, &net, &train, &test, &rng, &buffers)) {
+    if (train_and_report(&opts, tape, &net, &train, &test, &rng, &buffers) &&
+        (opts.save_path == NULL || save_model(opts.save_path, &net, widths))) {
         exit_status = EXIT_SUCCESS;
     }
 
 cleanup:
+    tt_safetensors_close(saved_model);
     tt_tape_free(tape);
     model_free(&net);
     free(buffers.labels);
