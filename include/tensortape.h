@@ -547,12 +547,11 @@ typedef struct tt_metadata_item {
     const char *value;
 } tt_metadata_item;
 
-/* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically:
- * the file is written to a temporary file beside it, named
- * PATH.tmp-PID-XXXXXXXX (PID the process id, X random hex digits), flushed
- * and synced to disk, and renamed over `path`, and then the directory is
- * synced. Readers therefore see either the old file or the complete new
- * one. On failure the temporary file is removed and an existing `path` is
+/* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically.
+ * The file is first written to PATH.tmp-PID-XXXXXXXX beside it (PID is the
+ * process id, X random hex digits), flushed and synced to disk. Then it is
+ * renamed over `path`, and the directory is synced. Readers therefore find
+ * either the old file or the complete new one. On failure the temporary file is removed and an existing `path` is
  * left as it was. A process killed during a save can leave the temporary
  * file behind, but never a damaged `path`.
  * Data are written as F32 in a float build and F64 in a double build, in
@@ -583,10 +582,11 @@ typedef struct tt_safetensors_entry {
 } tt_safetensors_entry;
 
 /* Reads and checks the whole file at `path`. Returns an object to close
- * with tt_safetensors_close(), or NULL with `err` filled: TT_ERR_ARG for a
- * NULL path, TT_ERR_IO if the file cannot be read, TT_ERR_FORMAT for
- * anything the README's "File formats" rejects (the message names the
- * file, the tensor and the offset), TT_ERR_NOMEM if memory runs out.
+ * with tt_safetensors_close(), or NULL with `err` filled. The status is
+ * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read, and
+ * TT_ERR_NOMEM if memory runs out. It is TT_ERR_FORMAT for anything that
+ * the README's "File formats" rejects, with a message that names the file,
+ * the tensor and the byte offset.
  * LIMITATION: the whole file is read into memory, so opening needs as much
  * memory as the file is large. */
 TT_API tt_safetensors *tt_safetensors_open(const char *path, tt_error *err);

@@ -277,7 +277,7 @@ struct tt_json_value {
 /* Limits that bound the parser's stack and memory. */
 typedef struct tt_json_limits {
     size_t max_depth;  /* arrays and objects nested at most this deep */
-    size_t max_values; /* values of every kind, keys not counted */
+    size_t max_values; /* values of every kind, object keys included */
 } tt_json_limits;
 
 /* Where and why a text is not accepted. */

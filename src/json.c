@@ -1,10 +1,10 @@
 /* A strict JSON parser (RFC 8259) for the headers of model files.
  *
- * Strict means: only the grammar of the RFC, no comments, no trailing
- * commas, no leading zeros, no NaN or Infinity, no control characters in
- * strings, only valid UTF-8 (no overlong forms, no encoded surrogates,
- * nothing above U+10FFFF), \u escapes whose surrogates come in pairs, and
- * nothing but whitespace after the top-level value. Duplicate object keys
+ * Strict means only the grammar of the RFC: no comments, trailing commas,
+ * leading zeros, NaN or Infinity, and no control characters in strings.
+ * Strings must be valid UTF-8 (no overlong forms, no encoded surrogates,
+ * nothing above U+10FFFF), and \u escapes of surrogates must come in pairs.
+ * Only whitespace may follow the top-level value. Duplicate object keys
  * are kept; the caller decides whether they are an error.
  *
  * The parser recurses once per nesting level, so the depth limit also
@@ -278,7 +278,7 @@ static size_t parse_escape(parser *p, char *out)
 }
 
 /* string = '"' *char '"'. The decoded text is never longer than the
- * source, so one buffer of the source's length holds it. */
+ * source, so a buffer of the source's length is large enough. */
 static bool parse_string(parser *p, tt_json_value *value)
 {
     size_t begin = p->position;
@@ -388,8 +388,11 @@ static bool parse_container(parser *p, tt_json_value *value, bool is_object)
             key->offset = p->position;
             if (!at(p, '"'))
                 return unexpected(p, "a string key");
-            /* Count the key now, so that a failure below frees it. */
+            /* Count the member now, so that a failure below frees its key. */
             value->count++;
+            if (p->n_values >= p->limits.max_values)
+                return fail_at(p, p->position, "more than %zu values", p->limits.max_values);
+            p->n_values++;
             if (!parse_string(p, key))
                 return false;
             skip_whitespace(p);

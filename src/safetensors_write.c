@@ -1,7 +1,7 @@
 /* Saving tensors in the safetensors format, atomically: the file is written
  * under a temporary name beside the target, synced, and renamed over it.
- * rename() replaces the target in one step on POSIX file systems, so a
- * reader or a crash sees the old file or the new one, never a mix. */
+ * POSIX rename() replaces the target in one step, so after a crash the
+ * target is the old file or the new one, never a mix. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -111,9 +111,15 @@ static bool check_arguments(const char *path, const tt_named_tensor *tensors, si
                             const tt_metadata_item *metadata, size_t n_metadata, tt_error *err)
 {
     const char *where = "tt_safetensors_save";
-    if (path == NULL || tensors == NULL || (metadata == NULL && n_metadata > 0)) {
-        tt_error_set(err, TT_ERR_ARG, "%s: %s is NULL", where,
-                     path == NULL ? "path" : tensors == NULL ? "tensors" : "metadata");
+    const char *missing = NULL;
+    if (path == NULL)
+        missing = "path";
+    else if (tensors == NULL)
+        missing = "tensors";
+    else if (metadata == NULL && n_metadata > 0)
+        missing = "metadata";
+    if (missing != NULL) {
+        tt_error_set(err, TT_ERR_ARG, "%s: %s is NULL", where, missing);
         return false;
     }
     if (n_tensors == 0) {

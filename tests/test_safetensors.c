@@ -257,6 +257,41 @@ START_TEST(json_stops_at_value_limit)
 }
 END_TEST
 
+/* Returns {"k0":0,"k1":0,...} with `count` members, a text of 1 + 2·count
+ * values when keys count. */
+static char *object_of_zeros(size_t count)
+{
+    const size_t capacity = 32 * count + 3;
+    char *text = malloc(capacity);
+    ck_assert_ptr_nonnull(text);
+    size_t length = 0;
+    text[length++] = '{';
+    for (size_t i = 0; i < count; i++) {
+        length += (size_t)snprintf(text + length, capacity - length, "%s\"k%zu\":0",
+                                   i > 0 ? "," : "", i);
+    }
+    text[length++] = '}';
+    text[length] = '\0';
+    return text;
+}
+
+START_TEST(json_counts_keys_toward_limit)
+{
+    char *text = object_of_zeros(499);
+    tt_json_error error;
+    tt_json_value *root = tt_json_parse(text, strlen(text), &json_limits, &error);
+    ck_assert_msg(root != NULL, "499 members: %s", error.message);
+    ck_assert_uint_eq(root->count, 499);
+    tt_json_free(root);
+    free(text);
+
+    /* The 1001st value is the last member's 0. */
+    text = object_of_zeros(500);
+    assert_json_rejected(text, strlen(text) - 2, "more than 1000 values");
+    free(text);
+}
+END_TEST
+
 /* ---- Round trips ------------------------------------------------------------ */
 
 /* Fills a tensor with values that any loss of bits would change: random
@@ -680,8 +715,8 @@ static tt_status save_one(const char *path, tt_tensor *tensor, tt_error *err)
     return tt_safetensors_save(path, one, 1, NULL, 0, err);
 }
 
-/* Returns whether the file at `path` holds the tensor "w" equal bit for bit
- * to `want`. */
+/* Returns whether the tensor "w" in the file at `path` equals `want` bit
+ * for bit. */
 static bool file_holds(const char *path, tt_tensor *want, tt_tensor *scratch)
 {
     const tt_named_tensor one[] = {{"w", scratch}};
@@ -860,6 +895,7 @@ static Suite *safetensors_suite(void)
     tcase_add_test(json, json_decodes_escapes_and_surrogate_pairs);
     tcase_add_test(json, json_rejects_what_rfc_8259_forbids);
     tcase_add_test(json, json_stops_at_value_limit);
+    tcase_add_test(json, json_counts_keys_toward_limit);
 
     TCase *round_trip = add_test_case(suite, "round_trip");
     tcase_add_test(round_trip, round_trip_is_bit_exact);

@@ -9,7 +9,7 @@
  * "relu"). The forward pass is the example's, eq. 1–3 of the README: z(t) =
  * W(t)·h(t-1) + b(t), h(t) = ReLU(z(t)) for t < T, with the pixels scaled
  * to [0, 1] by multiplying with (tt_real)(1/255). LOGITS receives one
- * tensor, "logits", of shape [C, n]: column i holds z(T) of test sample i.
+ * tensor, "logits", of shape [C, n]: column i is z(T) of test sample i.
  * Exit status 0 on success, 1 on any error, 2 for wrong arguments. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #define TEST_IMAGES "t10k-images-idx3-ubyte"
 #define TEST_LABELS "t10k-labels-idx1-ubyte"
 
-/* The largest class count the label reader is told to accept. */
+/* The largest class count that the label reader accepts here. */
 #define MAX_CLASSES 256
 
 /* Samples per forward pass. */

@@ -4,7 +4,7 @@ Usage: test_safetensors_interop.py MLP MLP_PREDICT [--data DIR]
 
 MLP is the example trainer and MLP_PREDICT the program that writes a model
 file's logits for the Fashion-MNIST test set (tests/torch/mlp_predict.c),
-both of the build under test. DIR holds the Fashion-MNIST IDX files
+both of the build under test. DIR contains the Fashion-MNIST IDX files
 (default /usr/share/datasets/fashion-mnist, which .ci/setup installs).
 
 1. tensortape to PyTorch: MLP trains one epoch and saves its model with
@@ -55,7 +55,6 @@ TORCH_SEED = 3
 # Unit roundoff u of each dtype: half the gap between 1 and the next number.
 UNIT_ROUNDOFF = {"F32": 2.0**-24, "F64": 2.0**-53}
 NUMPY_DTYPE = {"F32": "<f4", "F64": "<f8"}
-TORCH_DTYPE = {"F32": torch.float32, "F64": torch.float64}
 
 
 def read_safetensors(path):
@@ -130,9 +129,10 @@ def allowed_error(weights, biases, x, u):
     """Bound on |tensortape − PyTorch| for each logit, n × C.
 
     A dot product of k terms plus a bias, rounded with unit roundoff u, is
-    off by at most γ(k+1)·(|w|·|h| + |b|), with γ(m) = m·u/(1 − m·u) (the
-    standard bound of Higham, "Accuracy and Stability of Numerical
-    Algorithms", 2nd ed., eq. 3.5). One more rounding is allowed for
+    off by at most γ(k+1)·(|w|·|h| + |b|), with γ(m) = m·u/(1 − m·u): the
+    standard forward error bound of a sum of m rounded terms, whatever the
+    order of summation, which covers blocked and vectorized products. One
+    more rounding is allowed for
     converting the file's weights, or the pixels, to the other side's type,
     so γ(k+2). An error e
     in h(t-1) reaches z(t) as at most |W(t)|·e, and ReLU does not enlarge
