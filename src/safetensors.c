@@ -672,9 +672,11 @@ static void copy_data(const tt_safetensors *file, const tt_safetensors_entry *en
 tt_status tt_safetensors_read(const tt_safetensors *file, const char *name, tt_tensor *dest,
                               tt_error *err)
 {
-    const tt_safetensors_entry *entry = check_readable(file, name, dest, err);
+    tt_error local;
+    tt_error *report = err != NULL ? err : &local;
+    const tt_safetensors_entry *entry = check_readable(file, name, dest, report);
     if (entry == NULL)
-        return err != NULL ? err->status : TT_ERR_ARG;
+        return report->status;
     copy_data(file, entry, dest);
     return TT_OK;
 }

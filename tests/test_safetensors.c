@@ -879,6 +879,45 @@ START_TEST(kill_during_save_leaves_old_or_new_file)
 }
 END_TEST
 
+START_TEST(open_reports_missing_file_and_directory)
+{
+    char *dir = make_directory();
+    char *missing = join(dir, "missing.safetensors");
+    tt_error err = {TT_OK, ""};
+    char want[TT_ERROR_MESSAGE_MAX];
+
+    ck_assert_ptr_null(tt_safetensors_open(missing, &err));
+    ck_assert_int_eq(err.status, TT_ERR_IO);
+    snprintf(want, sizeof want, "%s: cannot open: No such file or directory", missing);
+    ck_assert_str_eq(err.message, want);
+
+    ck_assert_ptr_null(tt_safetensors_open(dir, &err));
+    ck_assert_int_eq(err.status, TT_ERR_IO);
+    snprintf(want, sizeof want, "%s: not a regular file", dir);
+    ck_assert_str_eq(err.message, want);
+
+    ck_assert_int_eq(tt_safetensors_load(missing, NULL, 0, NULL), TT_ERR_IO);
+    free(missing);
+    remove_directory(dir);
+}
+END_TEST
+
+START_TEST(read_status_without_error_record)
+{
+    const char *header = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2,1],\"data_offsets\":[0,8]}}";
+    size_t size;
+    unsigned char *bytes = make_file(header, 8, &size);
+    tt_safetensors *file = tt_safetensors_parse(bytes, size, LABEL, NULL);
+    ck_assert_ptr_nonnull(file);
+    tt_tensor *row = new_tensor_or_fail(1, 2, NULL, "row");
+    ck_assert_int_eq(tt_safetensors_read(file, "a", row, NULL), TT_ERR_SHAPE);
+    ck_assert_int_eq(tt_safetensors_read(file, "b", row, NULL), TT_ERR_ARG);
+    tt_tensor_free(row);
+    tt_safetensors_close(file);
+    free(bytes);
+}
+END_TEST
+
 START_TEST(file_statuses_have_names)
 {
     ck_assert_str_eq(tt_status_str(TT_ERR_IO), "input/output error");
@@ -917,6 +956,8 @@ static Suite *safetensors_suite(void)
     tcase_add_test(saving, failed_write_keeps_old_file);
     tcase_add_test(saving, kill_during_save_leaves_old_or_new_file);
     tcase_add_test(saving, file_statuses_have_names);
+    tcase_add_test(saving, open_reports_missing_file_and_directory);
+    tcase_add_test(round_trip, read_status_without_error_record);
 
     return suite;
 }
