@@ -810,8 +810,7 @@ START_TEST(kill_during_save_leaves_old_or_new_file)
     tt_error err = {TT_OK, ""};
 
     /* The complete files of both contents, to compare with byte for byte.
-     * Saving the second also measures how long a save takes, to spread
-     * the kills over about three saves. */
+     * Saving the second also measures how long a save takes. */
     const size_t capacity = KILL_TEST_BYTES + 4096;
     unsigned char *complete[2];
     size_t complete_size[2];
@@ -830,18 +829,34 @@ START_TEST(kill_during_save_leaves_old_or_new_file)
     size_t seen[2] = {0, 0};
     size_t left_temporary = 0;
     for (int round = 0; round < KILL_TEST_ROUNDS; round++) {
+        /* The child saves a, b, a, ... and writes a byte to the pipe after
+         * each complete save. The parent waits for 0, 1 or 2 of them, so
+         * that saves complete however slow the machine is, and then kills
+         * the child at a random moment within about one more save. */
+        int completed[2];
+        ck_assert_int_eq(pipe(completed), 0);
         pid_t child = fork();
         ck_assert_int_ge(child, 0);
         if (child == 0) {
+            close(completed[0]);
             for (size_t k = 0;; k++) {
-                if (save_one(path, contents[k % 2], &err) != TT_OK)
+                if (save_one(path, contents[k % 2], &err) != TT_OK ||
+                    write(completed[1], "s", 1) != 1)
                     _exit(1);
             }
         }
-        double delay = tt_rng_uniform(&rng) * 3 * save_seconds;
+        close(completed[1]);
+        const uint64_t saves_before_kill = tt_rng_below(&rng, 3);
+        for (uint64_t k = 0; k < saves_before_kill; k++) {
+            char byte;
+            ck_assert_msg(read(completed[0], &byte, 1) == 1, "round %d: the saving child "
+                          "stopped before it was killed", round);
+        }
+        double delay = tt_rng_uniform(&rng) * save_seconds;
         struct timespec pause = {(time_t)delay, (long)((delay - floor(delay)) * 1e9)};
         nanosleep(&pause, NULL);
         ck_assert_int_eq(kill(child, SIGKILL), 0);
+        close(completed[0]);
         int wait_status = 0;
         ck_assert_int_eq(waitpid(child, &wait_status, 0), child);
         ck_assert_msg(WIFSIGNALED(wait_status) && WTERMSIG(wait_status) == SIGKILL,
