@@ -551,9 +551,10 @@ typedef struct tt_metadata_item {
  * The file is first written to PATH.tmp-PID-XXXXXXXX beside it (PID is the
  * process id, X random hex digits), flushed and synced to disk. Then it is
  * renamed over `path`, and the directory is synced. Readers therefore find
- * either the old file or the complete new one. On failure the temporary file is removed and an existing `path` is
- * left as it was. A process killed during a save can leave the temporary
- * file behind, but never a damaged `path`.
+ * either the old file or the complete new one. On failure the temporary
+ * file is removed and an existing `path` is left as it was. A process
+ * killed during a save can leave the temporary file behind, but never a
+ * damaged `path`.
  * Data are written as F32 in a float build and F64 in a double build, in
  * the order given, each tensor with the shape [rows, cols]. Metadata may be
  * NULL when n_metadata is 0. Both arrays are only read.
@@ -570,7 +571,8 @@ TT_API tt_status tt_safetensors_save(const char *path, const tt_named_tensor *te
 /* A safetensors file read into memory and checked. */
 typedef struct tt_safetensors tt_safetensors;
 
-/* One tensor of an opened file, as tt_safetensors_entry_at() describes it. */
+/* One tensor of an opened file. A dimension may be 0 (an empty tensor),
+ * and then no tt_tensor can receive it. */
 typedef struct tt_safetensors_entry {
     const char *name;  /* UTF-8, without NUL bytes */
     const char *dtype; /* as in the file: "F32", "F64", "BF16", "I64", ... */
@@ -593,7 +595,8 @@ TT_API tt_safetensors *tt_safetensors_open(const char *path, tt_error *err);
 
 /* As tt_safetensors_open, but for a file already in memory: `bytes[0 ..
  * size)` are copied, so they may be freed on return. `label` (NULL for
- * "<memory>") stands for the file name in messages. */
+ * "<memory>") stands for the file name in messages. Any bytes may be
+ * passed: this is the entry point for fuzzing the reader. */
 TT_API tt_safetensors *tt_safetensors_parse(const void *bytes, size_t size, const char *label,
                                             tt_error *err);
 

@@ -289,7 +289,7 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
     case OPTION_EPOCHS: {
         uint64_t epochs = 0;
         if (!parse_unsigned(value, SIZE_MAX, &epochs)) {
-            return "an integer from 0, which only evaluates, up";
+            return "a non-negative integer (0 evaluates without training)";
         }
         opts->epochs = (size_t)epochs;
         return NULL;
