@@ -485,53 +485,34 @@ static void model_sgd_step(model *net, tt_real learning_rate)
 /* Name of the hidden activation written to and expected in model files. */
 #define ACTIVATION_NAME "relu"
 
-/* Opens opts->load_path, checks that its model takes `n_inputs` inputs,
- * gives N_CLASSES outputs and uses ReLU, and sets the hidden widths in
- * `opts` to the file's. Returns the open file, or NULL after printing the
- * error. */
+/* Opens opts->load_path, checks that its model fits the data and uses
+ * ReLU, and sets the hidden widths in `opts` to the file's. Returns the
+ * open file, or NULL after printing the error. */
 static tt_safetensors *open_saved_model(options *opts, size_t n_inputs)
 {
-    const char *path = opts->load_path;
     tt_error err = {0};
     model_architecture arch = {0};
-    tt_safetensors *file = tt_safetensors_open(path, &err);
-    if (file == NULL || !model_file_architecture(file, path, &arch, &err)) {
+    tt_safetensors *file =
+        model_file_open(opts->load_path, n_inputs, N_CLASSES, ACTIVATION_NAME, &arch, &err);
+    if (file == NULL) {
         fprintf(stderr, "mlp: %s\n", err.message);
-        tt_safetensors_close(file);
         return NULL;
     }
-
-    bool usable = false;
-    if (arch.widths[0] != n_inputs) {
-        fprintf(stderr, "mlp: %s: the model takes %zu inputs, but the images have %zu pixels\n",
-                path, arch.widths[0], n_inputs);
-    } else if (arch.widths[arch.n_layers] != N_CLASSES) {
-        fprintf(stderr, "mlp: %s: the model has %zu outputs, but the data have %d classes\n",
-                path, arch.widths[arch.n_layers], N_CLASSES);
-    } else if (strcmp(arch.activation, ACTIVATION_NAME) != 0) {
-        fprintf(stderr, "mlp: %s: the model's activation is '%s', but this program supports "
-                "only " ACTIVATION_NAME "\n", path, arch.activation);
-    } else {
-        free(opts->hidden);
-        opts->n_hidden = arch.n_layers - 1;
-        opts->hidden = NULL;
-        if (opts->n_hidden > 0) {
-            opts->hidden = calloc(opts->n_hidden, sizeof *opts->hidden);
-            if (opts->hidden != NULL) {
-                memcpy(opts->hidden, arch.widths + 1, opts->n_hidden * sizeof *opts->hidden);
-            }
-        }
-        usable = opts->n_hidden == 0 || opts->hidden != NULL;
-        if (!usable) {
+    free(opts->hidden);
+    opts->n_hidden = arch.n_layers - 1;
+    opts->hidden = NULL;
+    if (opts->n_hidden > 0) {
+        opts->hidden = calloc(opts->n_hidden, sizeof *opts->hidden);
+        if (opts->hidden == NULL) {
             opts->n_hidden = 0;
             fprintf(stderr, "mlp: out of memory\n");
+            model_architecture_free(&arch);
+            tt_safetensors_close(file);
+            return NULL;
         }
+        memcpy(opts->hidden, arch.widths + 1, opts->n_hidden * sizeof *opts->hidden);
     }
     model_architecture_free(&arch);
-    if (!usable) {
-        tt_safetensors_close(file);
-        return NULL;
-    }
     return file;
 }
 

@@ -159,6 +159,38 @@ void model_architecture_free(model_architecture *arch)
     arch->n_layers = 0;
 }
 
+tt_safetensors *model_file_open(const char *path, size_t n_inputs, size_t n_outputs,
+                                const char *activation, model_architecture *arch,
+                                tt_error *err)
+{
+    arch->widths = NULL;
+    arch->n_layers = 0;
+    tt_safetensors *file = tt_safetensors_open(path, err);
+    if (file == NULL || !model_file_architecture(file, path, arch, err)) {
+        tt_safetensors_close(file);
+        return NULL;
+    }
+
+    bool usable = false;
+    if (arch->widths[0] != n_inputs)
+        fail(err, TT_ERR_SHAPE, "%s: the model takes %zu inputs, but the data have %zu",
+             path, arch->widths[0], n_inputs);
+    else if (arch->widths[arch->n_layers] != n_outputs)
+        fail(err, TT_ERR_SHAPE, "%s: the model has %zu outputs, but the data have %zu classes",
+             path, arch->widths[arch->n_layers], n_outputs);
+    else if (strcmp(arch->activation, activation) != 0)
+        fail(err, TT_ERR_FORMAT, "%s: the model's activation is '%s', but only '%s' is "
+             "supported", path, arch->activation, activation);
+    else
+        usable = true;
+    if (!usable) {
+        model_architecture_free(arch);
+        tt_safetensors_close(file);
+        return NULL;
+    }
+    return file;
+}
+
 bool model_file_read(const tt_safetensors *file, tt_tensor *const *weights,
                      tt_tensor *const *biases, size_t n_layers, tt_error *err)
 {

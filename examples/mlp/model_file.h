@@ -38,6 +38,15 @@ bool model_file_architecture(const tt_safetensors *file, const char *path,
 
 void model_architecture_free(model_architecture *arch);
 
+/* Opens the model file at `path` and reads its architecture into `arch`
+ * (see model_file_architecture), then checks that the model takes
+ * `n_inputs` inputs, gives `n_outputs` outputs and uses `activation`.
+ * Returns the open file, to close with tt_safetensors_close, or NULL with
+ * `err` filled and `arch` empty. */
+tt_safetensors *model_file_open(const char *path, size_t n_inputs, size_t n_outputs,
+                                const char *activation, model_architecture *arch,
+                                tt_error *err);
+
 /* Copies "w<t>" and "b<t>" of `file` into weights[t-1] and biases[t-1],
  * whose shapes must match; nothing changes on failure. */
 bool model_file_read(const tt_safetensors *file, tt_tensor *const *weights,

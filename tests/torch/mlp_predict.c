@@ -13,7 +13,6 @@
  * Exit status 0 on success, 1 on any error, 2 for wrong arguments. */
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "idx.h"
 #include "model_file.h"
@@ -22,8 +21,8 @@
 #define TEST_IMAGES "t10k-images-idx3-ubyte"
 #define TEST_LABELS "t10k-labels-idx1-ubyte"
 
-/* The largest class count that the label reader accepts here. */
-#define MAX_CLASSES 256
+/* Fashion-MNIST has ten classes, labelled 0 to 9. */
+#define N_CLASSES 10
 
 /* Samples per forward pass. */
 #define BATCH 1000
@@ -114,20 +113,15 @@ int main(int argc, char **argv)
     tt_tensor *logits = NULL;
     char message[IDX_MESSAGE_MAX];
 
-    tt_safetensors *file = tt_safetensors_open(model_path, &err);
-    if (file == NULL || !model_file_architecture(file, model_path, &arch, &err) ||
-        !read_parameters(file, &arch, &params, &err)) {
-        fprintf(stderr, "mlp_predict: %s\n", err.message);
-        goto cleanup;
-    }
-    if (strcmp(arch.activation, "relu") != 0) {
-        fprintf(stderr, "mlp_predict: %s: activation '%s' is not relu\n", model_path,
-                arch.activation);
-        goto cleanup;
-    }
-    if (!idx_dataset_load(&test, argv[2], TEST_IMAGES, TEST_LABELS, MAX_CLASSES, message,
+    tt_safetensors *file = NULL;
+    if (!idx_dataset_load(&test, argv[2], TEST_IMAGES, TEST_LABELS, N_CLASSES, message,
                           sizeof message)) {
         fprintf(stderr, "mlp_predict: %s\n", message);
+        goto cleanup;
+    }
+    file = model_file_open(model_path, test.rows * test.cols, N_CLASSES, "relu", &arch, &err);
+    if (file == NULL || !read_parameters(file, &arch, &params, &err)) {
+        fprintf(stderr, "mlp_predict: %s\n", err.message);
         goto cleanup;
     }
 
