@@ -109,8 +109,10 @@ typedef enum tt_status {
     TT_ERR_RANGE, /* a value is outside its allowed range, e.g. a class label */
     TT_ERR_NOMEM, /* a memory allocation failed */
     TT_ERR_STATE, /* the call does not fit the object's state */
-    TT_ERR_NUMERIC /* a NaN or infinity where a finite value is needed (anomaly
-                      mode, tt_gradcheck) */
+    TT_ERR_NUMERIC, /* a NaN or infinity where a finite value is needed (anomaly
+                       mode, tt_gradcheck) */
+    TT_ERR_IO,     /* a file could not be opened, read, written, synced or renamed */
+    TT_ERR_FORMAT  /* a file's contents do not follow its format */
 } tt_status;
 
 /* Maximum length of an error message, including the terminating NUL. */
@@ -824,6 +826,122 @@ TT_API tt_status tt_gradcheck(tt_loss_function loss, void *context,
                               tt_tensor *const tensors[], size_t n_tensors,
                               const tt_gradcheck_options *options, tt_gradcheck_result *result,
                               tt_error *err);
+
+/* ---- Saving and loading ----------------------------------------------------
+ * Tensors are saved in the safetensors format: an 8-byte little-endian
+ * header length N, N bytes of JSON naming each tensor with its dtype, shape
+ * and byte range, then the data, little-endian. The README's "File formats"
+ * describes the layout and what the reader accepts. */
+
+/* A tensor and the name it has in a file. */
+typedef struct tt_named_tensor {
+    const char *name;   /* non-empty UTF-8; NULL takes the tensor's own name */
+    tt_tensor *tensor;
+} tt_named_tensor;
+
+/* One metadata entry: free-form UTF-8 strings, e.g. {"widths", "784,128,10"}. */
+typedef struct tt_metadata_item {
+    const char *key;
+    const char *value;
+} tt_metadata_item;
+
+/* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically.
+ * The file is first written to PATH.tmp-PID-XXXXXXXX beside it (PID is the
+ * process id, X random hex digits), flushed and synced to disk. Then it is
+ * renamed over `path`, and the directory is synced. Readers therefore find
+ * either the old file or the complete new one. On failure the temporary
+ * file is removed and an existing `path` is left as it was. A process
+ * killed during a save can leave the temporary file behind, but never a
+ * damaged `path`.
+ * Data are written as F32 in a float build and F64 in a double build, in
+ * the order given, each tensor with the shape [rows, cols]. Metadata may be
+ * NULL when n_metadata is 0. Both arrays are only read.
+ * Errors: TT_ERR_ARG for a NULL argument, no tensors, a missing or empty
+ * name or key, a name or string that is not valid UTF-8, the reserved name
+ * "__metadata__", or a name or key used twice; TT_ERR_IO, naming the file
+ * and the system's reason, if a step on disk fails (if syncing the
+ * directory fails, the new file is already in place but may not survive a
+ * power loss); TT_ERR_NOMEM if memory runs out. */
+TT_API tt_status tt_safetensors_save(const char *path, const tt_named_tensor *tensors,
+                                     size_t n_tensors, const tt_metadata_item *metadata,
+                                     size_t n_metadata, tt_error *err);
+
+/* A safetensors file read into memory and checked. */
+typedef struct tt_safetensors tt_safetensors;
+
+/* One tensor of an opened file. A dimension may be 0 (an empty tensor),
+ * and then no tt_tensor can receive it. */
+typedef struct tt_safetensors_entry {
+    const char *name;  /* UTF-8, without NUL bytes */
+    const char *dtype; /* as in the file: "F32", "F64", "BF16", "I64", ... */
+    size_t n_dims;     /* dimensions in the file: 0, 1 or 2 */
+    size_t rows;       /* the shape it loads as: [r, c] is r × c, [d] is */
+    size_t cols;       /* d × 1 (a column, like a bias) and [] is 1 × 1 */
+    uint64_t offset;   /* file offset of its first byte */
+    uint64_t size;     /* bytes of data */
+} tt_safetensors_entry;
+
+/* Reads and checks the whole file at `path`. Returns an object to close
+ * with tt_safetensors_close(), or NULL with `err` filled. The status is
+ * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read, and
+ * TT_ERR_NOMEM if memory runs out. It is TT_ERR_FORMAT for anything that
+ * the README's "File formats" rejects, with a message that names the file,
+ * the tensor and the byte offset.
+ * LIMITATION: the whole file is read into memory, so opening needs as much
+ * memory as the file is large. */
+TT_API tt_safetensors *tt_safetensors_open(const char *path, tt_error *err);
+
+/* As tt_safetensors_open, but for a file already in memory: `bytes[0 ..
+ * size)` are copied, so they may be freed on return. `label` (NULL for
+ * "<memory>") stands for the file name in messages. Any bytes may be
+ * passed: this is the entry point for fuzzing the reader. */
+TT_API tt_safetensors *tt_safetensors_parse(const void *bytes, size_t size, const char *label,
+                                            tt_error *err);
+
+/* Frees the object and everything it returned. NULL is ignored. */
+TT_API void tt_safetensors_close(tt_safetensors *file);
+
+/* Number of tensors in the file; 0 for NULL. */
+TT_API size_t tt_safetensors_count(const tt_safetensors *file);
+
+/* The tensor at `index` (in the order of their data in the file), or NULL
+ * if the index is out of range. Valid until tt_safetensors_close(). */
+TT_API const tt_safetensors_entry *tt_safetensors_entry_at(const tt_safetensors *file,
+                                                           size_t index);
+
+/* The tensor named `name`, or NULL if there is none. */
+TT_API const tt_safetensors_entry *tt_safetensors_find(const tt_safetensors *file,
+                                                       const char *name);
+
+/* Number of metadata entries, and the key and value of entry `index` in the
+ * order of the file, or NULL past the end. Valid until close. */
+TT_API size_t tt_safetensors_metadata_count(const tt_safetensors *file);
+TT_API const char *tt_safetensors_metadata_key(const tt_safetensors *file, size_t index);
+TT_API const char *tt_safetensors_metadata_value(const tt_safetensors *file, size_t index);
+
+/* The metadata value for `key`, or NULL if the file has none. */
+TT_API const char *tt_safetensors_metadata(const tt_safetensors *file, const char *key);
+
+/* Copies the tensor named `name` into `dest`, a tensor of the same shape
+ * (see tt_safetensors_entry for how 0-D and 1-D shapes load), converting
+ * F32 or F64 to tt_real (F64 is rounded in a float build). The gradient is
+ * not touched. Errors, with `dest` unchanged: TT_ERR_ARG for NULL or a name
+ * the file does not have, TT_ERR_SHAPE if the shapes differ, TT_ERR_FORMAT
+ * for another dtype. */
+TT_API tt_status tt_safetensors_read(const tt_safetensors *file, const char *name,
+                                     tt_tensor *dest, tt_error *err);
+
+/* tt_safetensors_read for each of tensors[0 .. n_tensors), all or nothing:
+ * every name, shape and dtype is checked before any tensor changes. Tensors
+ * of the file that are not listed are ignored. */
+TT_API tt_status tt_safetensors_read_all(const tt_safetensors *file,
+                                         const tt_named_tensor *tensors, size_t n_tensors,
+                                         tt_error *err);
+
+/* Opens `path`, reads the listed tensors as tt_safetensors_read_all does
+ * and closes it. Errors as those two calls. */
+TT_API tt_status tt_safetensors_load(const char *path, const tt_named_tensor *tensors,
+                                     size_t n_tensors, tt_error *err);
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,7 @@
 #include "history.h"
 #include "idx.h"
 #include "inspect.h"
+#include "model_file.h"
 #include "tensortape.h"
 
 /* Fashion-MNIST has ten classes, labelled 0 to 9. */
@@ -145,6 +146,9 @@ typedef struct options {
     const char *plot_path; /* per-epoch SVG chart, or NULL */
     const hidden_activation *activation; /* g of the hidden layers */
     double activation_parameter;         /* its parameter, if it takes one */
+    bool hidden_given; /* --hidden was on the command line */
+    const char *save_path; /* --save: where to save the model, or NULL */
+    const char *load_path; /* --load: the model to start from, or NULL */
 } options;
 
 /* The parameters of one layer t. */
@@ -168,8 +172,8 @@ static void print_usage_line(FILE *stream)
 {
     fputs("usage: mlp [--data DIR] [--hidden LIST] [--activation NAME] [--epochs N] "
           "[--batch N]\n"
-          "           [--lr X] [--seed N] [--threads N] [--inspect] [--dot FILE] "
-          "[--log FILE] [--plot FILE] [--help]\n",
+          "           [--lr X] [--seed N] [--threads N] [--save FILE] [--load FILE]\n"
+          "           [--inspect] [--dot FILE] [--log FILE] [--plot FILE] [--help]\n",
           stream);
 }
 
@@ -190,7 +194,8 @@ static void print_help(void)
            "                 leaky_relu and elu take a parameter as NAME:VALUE, the\n"
            "                 slope for x < 0 (default 0.01) and alpha (default 1), e.g.\n"
            "                 leaky_relu:0.1 or elu:0.5\n"
-           "  --epochs N     number of passes over the training set (default %d)\n"
+           "  --epochs N     number of passes over the training set (default %d); 0\n"
+           "                 evaluates the model on the test set without training\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
            "                 (default %d)\n"
            "  --lr X         SGD learning rate, a positive number (default %g)\n"
@@ -207,13 +212,19 @@ static void print_help(void)
            "  --log FILE     write one CSV row per epoch to FILE: epoch, train_loss,\n"
            "                 test_accuracy, seconds\n"
            "  --plot FILE    write an SVG chart of the loss and accuracy per epoch to FILE\n"
+           "  --save FILE    after training, save the parameters w1, b1, w2, ... and the\n"
+           "                 layer widths and activation as metadata to FILE, in the\n"
+           "                 safetensors format; the old FILE is replaced atomically\n"
+           "  --load FILE    start from the model in FILE, saved by --save: its widths\n"
+           "                 replace --hidden, which must not be given as well\n"
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
            "Output: one line per epoch with the mean training loss, the test accuracy\n"
            "and the epoch's training time in seconds, then one line of key=value pairs:\n"
            "  epochs=N train_seconds=S train_loss=L test_accuracy=A\n"
-           "where train_seconds excludes loading and evaluation.\n"
+           "where train_seconds excludes loading and evaluation; with --epochs 0,\n"
+           "train_loss is nan.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
            GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
@@ -343,12 +354,14 @@ static bool parse_activation(const char *text, const hidden_activation **activat
 
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
-                 OPTION_THREADS, OPTION_ACTIVATION, OPTION_DOT, OPTION_LOG, OPTION_PLOT,
+                 OPTION_THREADS, OPTION_ACTIVATION, OPTION_SAVE, OPTION_LOAD, OPTION_DOT,
+                 OPTION_LOG, OPTION_PLOT,
                  OPTION_COUNT };
 
 static const char *const option_names[OPTION_COUNT] = {"data", "hidden", "epochs", "batch",
                                                        "lr", "seed", "threads",
-                                                       "activation", "dot", "log", "plot"};
+                                                       "activation", "save", "load",
+                                                       "dot", "log", "plot"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
  * if there is none. */
@@ -375,12 +388,19 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         return NULL;
     case OPTION_HIDDEN:
         free(opts->hidden);
+        opts->hidden_given = true;
         if (!parse_width_list(value, &opts->hidden, &opts->n_hidden)) {
             return "comma-separated positive integers such as 256,128, or ''";
         }
         return NULL;
-    case OPTION_EPOCHS:
-        return parse_positive_size(value, &opts->epochs) ? NULL : "a positive integer";
+    case OPTION_EPOCHS: {
+        uint64_t epochs = 0;
+        if (!parse_unsigned(value, SIZE_MAX, &epochs)) {
+            return "a non-negative integer (0 evaluates without training)";
+        }
+        opts->epochs = (size_t)epochs;
+        return NULL;
+    }
     case OPTION_BATCH:
         return parse_positive_size(value, &opts->batch) ? NULL : "a positive integer";
     case OPTION_LR:
@@ -421,6 +441,13 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         } else {
             opts->plot_path = value;
         }
+        return NULL;
+    case OPTION_SAVE:
+    case OPTION_LOAD:
+        if (value[0] == '\0') {
+            return "a file name";
+        }
+        *(id == OPTION_SAVE ? &opts->save_path : &opts->load_path) = value;
         return NULL;
     case OPTION_COUNT:
         break;
@@ -498,6 +525,11 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
                     option_names[id], expected);
             return PARSE_ERROR;
         }
+    }
+    if (opts->load_path != NULL && opts->hidden_given) {
+        fprintf(stderr, "mlp: --hidden cannot be combined with --load, which takes the widths "
+                        "from the file\n");
+        return PARSE_ERROR;
     }
     return PARSE_RUN;
 }
@@ -592,6 +624,94 @@ static void model_sgd_step(model *net, tt_real learning_rate)
             }
         }
     }
+}
+
+/* ---- Model files (see model_file.h) ---------------------------------------- */
+
+/* Name of the hidden activation written to and expected in model files. */
+#define ACTIVATION_NAME "relu"
+
+/* Opens opts->load_path, checks that its model fits the data and uses
+ * ReLU, and sets the hidden widths in `opts` to the file's. Returns the
+ * open file, or NULL after printing the error. */
+static tt_safetensors *open_saved_model(options *opts, size_t n_inputs)
+{
+    tt_error err = {0};
+    model_architecture arch = {0};
+    tt_safetensors *file =
+        model_file_open(opts->load_path, n_inputs, N_CLASSES, ACTIVATION_NAME, &arch, &err);
+    if (file == NULL) {
+        fprintf(stderr, "mlp: %s\n", err.message);
+        return NULL;
+    }
+    free(opts->hidden);
+    opts->n_hidden = arch.n_layers - 1;
+    opts->hidden = NULL;
+    if (opts->n_hidden > 0) {
+        opts->hidden = calloc(opts->n_hidden, sizeof *opts->hidden);
+        if (opts->hidden == NULL) {
+            opts->n_hidden = 0;
+            fprintf(stderr, "mlp: out of memory\n");
+            model_architecture_free(&arch);
+            tt_safetensors_close(file);
+            return NULL;
+        }
+        memcpy(opts->hidden, arch.widths + 1, opts->n_hidden * sizeof *opts->hidden);
+    }
+    model_architecture_free(&arch);
+    return file;
+}
+
+/* Fills weights[t] and biases[t] with the tensors of layer t + 1, in new
+ * arrays that the caller frees. */
+static bool model_parameters(const model *net, tt_tensor ***weights, tt_tensor ***biases)
+{
+    *weights = calloc(net->n_layers, sizeof **weights);
+    *biases = calloc(net->n_layers, sizeof **biases);
+    if (*weights == NULL || *biases == NULL) {
+        fprintf(stderr, "mlp: out of memory\n");
+        return false;
+    }
+    for (size_t t = 0; t < net->n_layers; t++) {
+        (*weights)[t] = net->layers[t].w;
+        (*biases)[t] = net->layers[t].b;
+    }
+    return true;
+}
+
+/* Copies the parameters of the opened model file into `net`, built with the
+ * file's widths. Returns false after printing the error. */
+static bool read_saved_model(const tt_safetensors *file, model *net)
+{
+    tt_tensor **weights = NULL;
+    tt_tensor **biases = NULL;
+    tt_error err = {0};
+    bool read = model_parameters(net, &weights, &biases) &&
+                model_file_read(file, weights, biases, net->n_layers, &err);
+    if (!read && err.message[0] != '\0') {
+        fprintf(stderr, "mlp: %s\n", err.message);
+    }
+    free(weights);
+    free(biases);
+    return read;
+}
+
+/* Saves `net` and its widths to `path`. Returns false after printing the
+ * error. */
+static bool save_model(const char *path, const model *net, const size_t *widths)
+{
+    tt_tensor **weights = NULL;
+    tt_tensor **biases = NULL;
+    tt_error err = {0};
+    bool saved = model_parameters(net, &weights, &biases) &&
+                 model_file_save(path, weights, biases, net->n_layers, widths,
+                                 ACTIVATION_NAME, &err);
+    if (!saved && err.message[0] != '\0') {
+        fprintf(stderr, "mlp: %s\n", err.message);
+    }
+    free(weights);
+    free(biases);
+    return saved;
 }
 
 /* ---- Training and evaluation -------------------------------------------- */
@@ -847,8 +967,12 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
                              const step_buffers *buffers, epoch_record *history, FILE *log)
 {
     double train_seconds = 0.0;
-    double train_loss = 0.0;
+    double train_loss = opts->epochs == 0 ? NAN : 0.0;
     double test_accuracy = 0.0;
+    if (opts->epochs == 0 && !evaluate(tape, net, test, buffers->test_batch,
+                                       buffers->sample_ids, buffers->labels, &test_accuracy)) {
+        return false;
+    }
     for (size_t epoch = 1; epoch <= opts->epochs; epoch++) {
         double start = now_seconds();
         shuffle(buffers->order, train->count, rng);
@@ -971,9 +1095,16 @@ int main(int argc, char **argv)
     size_t *widths = NULL;
     step_buffers buffers = {0};
     tt_error err = {0};
+    tt_safetensors *saved_model = NULL;
 
     if (!load_data(opts.data_dir, &train, &test)) {
         goto cleanup;
+    }
+    if (opts.load_path != NULL) {
+        saved_model = open_saved_model(&opts, train.rows * train.cols);
+        if (saved_model == NULL) {
+            goto cleanup;
+        }
     }
 
     /* A batch larger than a data set only needs as many columns as it has. */
@@ -1010,6 +1141,9 @@ int main(int argc, char **argv)
     }
     net.activation = opts.activation;
     net.activation_parameter = (tt_real)opts.activation_parameter;
+    if (saved_model != NULL && !read_saved_model(saved_model, &net)) {
+        goto cleanup;
+    }
     tape = tt_tape_new(&err);
     if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK) {
         fprintf(stderr, "mlp: %s\n", err.message);
@@ -1024,11 +1158,13 @@ int main(int argc, char **argv)
             goto cleanup;
         }
     }
-    if (train_with_history(&opts, tape, &net, &train, &test, &rng, &buffers)) {
+    if (train_with_history(&opts, tape, &net, &train, &test, &rng, &buffers) &&
+        (opts.save_path == NULL || save_model(opts.save_path, &net, widths))) {
         exit_status = EXIT_SUCCESS;
     }
 
 cleanup:
+    tt_safetensors_close(saved_model);
     tt_tape_free(tape);
     model_free(&net);
     free(buffers.labels);

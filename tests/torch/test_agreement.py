@@ -27,47 +27,13 @@ tensortape and a vector of d_t in PyTorch.
 """
 import argparse
 import math
-import os
 import random
 import subprocess
 import sys
 
-EXIT_SKIPPED = 77
+from torch_import import import_torch
 
-# Interpreters to try when the one running this script cannot import torch:
-# meson runs it with the first python3 on PATH, which may be a separate
-# installation without torch, while Debian's python3-torch installs for
-# /usr/bin/python3.
-TORCH_INTERPRETERS = ["/usr/bin/python3"]
-
-
-def exec_interpreter_with_torch():
-    """Re-run this script under an interpreter that imports torch, if any.
-
-    Returns only when none is found (or this interpreter is the only one).
-    """
-    current = os.path.realpath(sys.executable)
-    for candidate in TORCH_INTERPRETERS:
-        if not os.path.exists(candidate) or os.path.realpath(candidate) == current:
-            continue
-        probe = subprocess.run([candidate, "-c", "import torch"], capture_output=True)
-        if probe.returncode == 0:
-            sys.stdout.flush()
-            os.execv(candidate, [candidate, os.path.abspath(__file__)] + sys.argv[1:])
-
-
-try:
-    import torch
-except ImportError:
-    exec_interpreter_with_torch()
-    interpreters = " nor ".join([sys.executable] + TORCH_INTERPRETERS)
-    if os.environ.get("CI") == "true":
-        print(f"torch agreement: FAILED because neither {interpreters} can import torch, "
-              "which CI installs (python3-torch)")
-        sys.exit(1)
-    print(f"torch agreement: SKIPPED because neither {interpreters} can import torch "
-          "(on Debian: apt-get install python3-torch)")
-    sys.exit(EXIT_SKIPPED)
+torch = import_torch("torch agreement")
 
 # Problems per run and the seed they are drawn from. A run of 400 problems
 # took about 9 s, 3 s of it importing torch, on a 2-core x86-64 machine.
