@@ -69,6 +69,15 @@ extern "C" {
 #define TT_API
 #endif
 
+/* TT_PRINTF_FORMAT(f, a) lets the compiler check a printf-style call whose
+ * format is argument f and whose values start at argument a. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TT_PRINTF_FORMAT(format_index, first_value) \
+    __attribute__((format(printf, format_index, first_value)))
+#else
+#define TT_PRINTF_FORMAT(format_index, first_value)
+#endif
+
 /* The version as one integer, MAJOR * 10000 + MINOR * 100 + PATCH, for
  * comparisons such as TT_VERSION_NUMBER >= 200. TT_VERSION_MAJOR, _MINOR and
  * _PATCH are defined in tensortape_config.h. */
@@ -100,8 +109,10 @@ typedef enum tt_status {
     TT_ERR_RANGE, /* a value is outside its allowed range, e.g. a class label */
     TT_ERR_NOMEM, /* a memory allocation failed */
     TT_ERR_STATE, /* the call does not fit the object's state */
-    TT_ERR_NUMERIC /* a NaN or infinity where a finite value is needed (anomaly
-                      mode, tt_gradcheck) */
+    TT_ERR_NUMERIC, /* a NaN or infinity where a finite value is needed (anomaly
+                       mode, tt_gradcheck) */
+    TT_ERR_IO,     /* a file could not be opened, read, written, synced or renamed */
+    TT_ERR_FORMAT  /* a file's contents do not follow its format */
 } tt_status;
 
 /* Maximum length of an error message, including the terminating NUL. */
@@ -456,6 +467,219 @@ TT_API tt_tensor *tt_gelu_tanh(tt_tape *tape, tt_tensor *x);
 TT_API tt_tensor *tt_cross_entropy(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
                                    size_t n_labels);
 
+/* Binary cross-entropy on logits, with the sigmoid fused in: `logits` is
+ * any rows × cols tensor of m = rows·cols logits z, and `labels` contains
+ * n_labels = m labels y, each 0 or 1, one per logit in storage (row-major)
+ * order. For binary classification with samples as columns, logits is
+ * 1 × n with one label per sample. For C independent yes/no labels per
+ * sample it is C × n. Returns the 1 × 1 mean loss of eq. 17–18,
+ *     L = (1/m) Σ_j ( max(z_j, 0) − z_j·y_j + log(1 + exp(−|z_j|)) ),
+ * which equals −(1/m) Σ_j (y_j log σ(z_j) + (1 − y_j) log(1 − σ(z_j)))
+ * but takes no log of a probability and exp only of −|z|: it is computed
+ * per entry as softplus(z) for label 0 and softplus(−z) for label 1, so
+ * that logits of ±1e30 give a finite, exact loss.
+ * Backward: dz += dL · (σ(z) − y) / m (eq. 19), formed as σ(z) for label 0
+ * and −σ(−z) for label 1, so that a probability near 1 keeps its tiny
+ * gradient. The labels are copied; the array may be reused at once.
+ * Logits of ±inf: the loss of the entry is 0 when the logit agrees with
+ * its label and +inf otherwise, and the gradient stays finite. A NaN logit
+ * gives a NaN loss and a NaN gradient entry.
+ * TT_ERR_ARG if labels is NULL or n_labels differs from rows·cols;
+ * TT_ERR_RANGE, with nothing computed, if a label is neither 0 nor 1. */
+TT_API tt_tensor *tt_bce_with_logits(tt_tape *tape, tt_tensor *logits, const int32_t *labels,
+                                     size_t n_labels);
+
+/* Mean squared error between `prediction` and `target`, two tensors of
+ * the same shape with m entries: returns the 1 × 1 loss of eq. 20,
+ *     L = (1/m) Σ_j (p_j − t_j)².
+ * Backward: dp += dL · 2(p − t)/m and dt −= dL · 2(p − t)/m (eq. 21), so
+ * either side or both may require a gradient, as for a learned target.
+ * The squares are summed in double with a power-of-two scale taken from
+ * the largest |p − t|, so the loss overflows to +inf only when its true
+ * value exceeds the largest tt_real: for p − t = 2e30 that is the case in
+ * float but not in double. The gradient is finite wherever its value
+ * fits. A NaN entry gives a NaN loss, an infinite difference an infinite
+ * one. TT_ERR_SHAPE if the shapes differ. */
+TT_API tt_tensor *tt_mse(tt_tape *tape, tt_tensor *prediction, tt_tensor *target);
+
+/* ---- User-defined activations ----------------------------------------------
+ * An elementwise activation from two plain C functions, f and its
+ * derivative, recorded on the tape and differentiated like the built-in
+ * ones. Create its definition once, apply it on any tape, free it after
+ * the last tape that used it has been reset or freed. Example (the README
+ * shows a complete one):
+ *     static tt_real softsign(tt_real x) { return x / (1 + fabs(x)); }
+ *     static tt_real softsign_slope(tt_real x) { return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
+ *     tt_activation_def def = {.name = "softsign", .function = softsign,
+ *                              .derivative = softsign_slope};
+ *     tt_activation *g = tt_activation_new(&def, &err);
+ *     tt_tensor *h = tt_activation_apply(tape, g, z); */
+
+/* A function of one element: f(x), f'(x), or f'(x) written through y = f(x). */
+typedef tt_real (*tt_activation_fn)(tt_real value);
+
+/* What tt_activation_new needs. Give exactly one of `derivative` and
+ * `derivative_from_output`: the second, as y·(1 − y) for sigmoid or
+ * 1 − y² for tanh, receives y = f(x) instead of x and saves recomputing f
+ * where the derivative is simplest in y. */
+typedef struct tt_activation_def {
+    const char *name;                       /* shown in errors and as "NAME@POSITION" */
+    tt_activation_fn function;              /* f(x) */
+    tt_activation_fn derivative;            /* f'(x), or NULL */
+    tt_activation_fn derivative_from_output; /* f'(x) as a function of y, or NULL */
+    const tt_real *kinks; /* points where f has no derivative, e.g. 0 for ReLU; NULL
+                             if there are none */
+    size_t n_kinks;
+} tt_activation_def;
+
+/* A user-defined activation, created by tt_activation_new. */
+typedef struct tt_activation tt_activation;
+
+/* Creates an activation from `def`, copying the name and the kinks, so
+ * `def` may go away afterwards. The caller frees it with
+ * tt_activation_free(), and only once no tape contains a record of it: after
+ * the tapes that applied it have been reset or freed.
+ * Kinks: tt_gradcheck excludes a difference taken across one, that is one
+ * where some element lies on different sides (x > k or not) of a kink k
+ * in the unmoved and the moved run. The value your derivative returns at
+ * exactly a kink is the one backward uses.
+ * Returns NULL and fills `err` with TT_ERR_ARG if def, its name or its
+ * function is NULL, the name is empty, not exactly one derivative is
+ * given, or kinks is NULL with n_kinks > 0 or contains a NaN or infinity;
+ * TT_ERR_NOMEM if memory runs out. */
+TT_API tt_activation *tt_activation_new(const tt_activation_def *def, tt_error *err);
+
+/* Frees an activation. NULL is ignored. */
+TT_API void tt_activation_free(tt_activation *activation);
+
+/* The activation's name, a string owned by it; NULL for NULL. */
+TT_API const char *tt_activation_name(const tt_activation *activation);
+
+/* Applies the activation elementwise: out[i] = f(x[i]), of x's shape.
+ * Backward: dx += dout · f'(x), or dout · f'(y) with derivative_from_output,
+ * where y is the op's output, reread in backward. The functions are called
+ * once per element and must not call tensortape. Numerical safety at
+ * extreme inputs is up to them. TT_ERR_ARG if `activation` is NULL, as for
+ * any NULL input. */
+TT_API tt_tensor *tt_activation_apply(tt_tape *tape, const tt_activation *activation,
+                                      tt_tensor *x);
+
+/* ---- User-defined ops -------------------------------------------------------
+ * An op whose forward and backward the caller writes, in the manner of a
+ * custom autograd function. The forward callback reads the inputs,
+ * creates the output in the shape it chooses and may keep a block of
+ * bytes in the tape's memory for backward. The backward callback reads
+ * the output's gradient and adds into the inputs' gradients. The inputs
+ * and the output stay valid until the tape is reset, so backward may read
+ * them: they are the tensors an autograd function would save. Nothing is
+ * taken from the heap per step. The README shows a complete op, and
+ * tests/test_custom.c also a normalisation of each column that saves its
+ * statistics. */
+
+/* Maximum number of inputs of a user-defined op.
+ * LIMITATION: an op with more inputs is rejected by tt_custom_op_new; pass
+ * several tensors packed into one, or split the op. */
+#define TT_CUSTOM_MAX_INPUTS 8
+
+/* What a callback works with: the inputs, the output, the saved bytes and
+ * the gradients, reached through the tt_custom_* calls below. It is valid
+ * only during the callback that receives it. */
+typedef struct tt_custom_context tt_custom_context;
+
+/* A forward or backward callback. `user` is the definition's user pointer.
+ * Returns TT_OK, or a failure status, preferably after tt_custom_fail()
+ * has recorded a message that explains it. */
+typedef tt_status (*tt_custom_fn)(tt_custom_context *context, void *user);
+
+/* Optional kink test of a user-defined op, for tt_gradcheck. It receives
+ * two runs of the op, `base` and `moved`, whose inputs have the same
+ * shapes, and returns whether some input element lies on different sides
+ * of a point where the op has no derivative (as ReLU at 0) in the two.
+ * tt_custom_input, tt_custom_output and tt_custom_saved read each run.
+ * The checker then excludes the difference, as it does at ReLU's kink. */
+typedef bool (*tt_custom_kink_fn)(const tt_custom_context *base, const tt_custom_context *moved,
+                                  void *user);
+
+/* What tt_custom_op_new needs. */
+typedef struct tt_custom_op_def {
+    const char *name;      /* shown in errors and as "NAME@POSITION" */
+    size_t n_inputs;       /* from 1 to TT_CUSTOM_MAX_INPUTS */
+    tt_custom_fn forward;  /* must call tt_custom_new_output once */
+    tt_custom_fn backward; /* adds into tt_custom_input_grad for each input */
+    void *user;            /* passed to the callbacks; kept alive by the caller */
+    tt_custom_kink_fn crosses_kink; /* NULL for an op differentiable everywhere */
+} tt_custom_op_def;
+
+/* A user-defined op, created by tt_custom_op_new. */
+typedef struct tt_custom_op tt_custom_op;
+
+/* Creates an op from `def`, copying the name, so `def` may go away
+ * afterwards (but not def->user). The caller frees it with
+ * tt_custom_op_free() once no tape contains a record of it.
+ * Returns NULL and fills `err` with TT_ERR_ARG if def, its name or a
+ * callback is NULL, the name is empty, or n_inputs is 0 or above
+ * TT_CUSTOM_MAX_INPUTS; TT_ERR_NOMEM if memory runs out. */
+TT_API tt_custom_op *tt_custom_op_new(const tt_custom_op_def *def, tt_error *err);
+
+/* Frees an op. NULL is ignored. */
+TT_API void tt_custom_op_free(tt_custom_op *op);
+
+/* Runs the op's forward callback on inputs[0 .. n_inputs) and records the
+ * op; returns the output the callback created. The output requires a
+ * gradient if any input does.
+ * Each error below is recorded on the tape, and the op records nothing and
+ * gives its arena space back. TT_ERR_ARG if `op` or an input is NULL or
+ * n_inputs differs from the definition's. The callback's status if it
+ * fails, with the message of its tt_custom_fail() or one naming the
+ * status. TT_ERR_STATE if it returns TT_OK without creating an output, or
+ * if it records ops on the tape. */
+TT_API tt_tensor *tt_custom_op_apply(tt_tape *tape, const tt_custom_op *op,
+                                     tt_tensor *const inputs[], size_t n_inputs);
+
+/* Input `index` of the op, or NULL if index is out of range. */
+TT_API tt_tensor *tt_custom_input(const tt_custom_context *context, size_t index);
+
+/* Forward only: creates the op's rows × cols output in the tape's memory,
+ * uninitialised, for the callback to fill. Returns NULL, with the error
+ * recorded on the tape (and so failing the op), if the shape is invalid,
+ * memory runs out, an output was already created, or it is called from
+ * backward. In a kink test it returns NULL and records nothing. */
+TT_API tt_tensor *tt_custom_new_output(tt_custom_context *context, size_t rows, size_t cols);
+
+/* The output: the one created in forward, or NULL before that. */
+TT_API tt_tensor *tt_custom_output(const tt_custom_context *context);
+
+/* Forward only: allocates `size` bytes, aligned for any type, in the
+ * tape's memory, kept for backward and valid until the tape is reset.
+ * Call it at most once per forward. Returns NULL, with the error recorded
+ * on the tape, if size is 0, memory runs out, a block was already
+ * allocated, or it is called from backward. In a kink test it returns
+ * NULL and records nothing. */
+TT_API void *tt_custom_save(tt_custom_context *context, size_t size);
+
+/* The block of tt_custom_save (in forward after the call, in backward or
+ * in a kink test), or NULL if forward saved none. */
+TT_API void *tt_custom_saved(const tt_custom_context *context);
+
+/* Backward only: the gradient of the loss with respect to the output, of
+ * the output's shape; NULL elsewhere. */
+TT_API const tt_real *tt_custom_output_grad(const tt_custom_context *context);
+
+/* Backward only: the gradient of input `index`, of that input's shape, for
+ * the callback to add its contribution into (+=), since a tensor may feed
+ * several ops. NULL if that input needs no gradient, if index is out of
+ * range, or outside backward. */
+TT_API tt_real *tt_custom_input_grad(tt_custom_context *context, size_t index);
+
+/* Records `status` (TT_OK counts as TT_ERR_STATE) and a printf-style
+ * message, prefixed with "NAME: ", as the tape's error, unless the tape
+ * already has one. The op then fails: forward records nothing, and
+ * tt_tape_backward() stops and returns the status, with leaf gradients
+ * holding only part of the pass's contributions. In a kink test it does
+ * nothing. */
+TT_API void tt_custom_fail(tt_custom_context *context, tt_status status, const char *format, ...)
+    TT_PRINTF_FORMAT(3, 4);
+
 /* ---- Checking gradients -----------------------------------------------------
  * tt_gradcheck compares the gradient that tt_tape_backward() computes for
  * some caller-owned tensors with central finite differences of the loss. */
@@ -748,8 +972,8 @@ typedef enum tt_fan_mode {
 /* Returns the recommended gain of torch.nn.init.calculate_gain (see
  * tt_nonlinearity). `slope` is the negative slope of leaky ReLU and is
  * ignored otherwise. It has no default, unlike in calculate_gain, which
- * takes 0.01 when no slope is given. Returns NaN for an unknown nonlinearity or a
- * non-finite slope of leaky ReLU. */
+ * takes 0.01 when no slope is given. Returns NaN for an unknown
+ * nonlinearity or a non-finite slope of leaky ReLU. */
 TT_API double tt_init_gain(tt_nonlinearity nonlinearity, double slope);
 
 /* Xavier (Glorot) initialization, uniform and normal (see "Initializers"
@@ -801,6 +1025,122 @@ TT_API size_t tt_batches_per_epoch(const tt_batches *batches);
 
 /* Number of epochs started so far; 0 for NULL. */
 TT_API uint64_t tt_batches_epoch(const tt_batches *batches);
+
+/* ---- Saving and loading ----------------------------------------------------
+ * Tensors are saved in the safetensors format: an 8-byte little-endian
+ * header length N, N bytes of JSON naming each tensor with its dtype, shape
+ * and byte range, then the data, little-endian. The README's "File formats"
+ * describes the layout and what the reader accepts. */
+
+/* A tensor and the name it has in a file. */
+typedef struct tt_named_tensor {
+    const char *name;   /* non-empty UTF-8; NULL takes the tensor's own name */
+    tt_tensor *tensor;
+} tt_named_tensor;
+
+/* One metadata entry: free-form UTF-8 strings, e.g. {"widths", "784,128,10"}. */
+typedef struct tt_metadata_item {
+    const char *key;
+    const char *value;
+} tt_metadata_item;
+
+/* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically.
+ * The file is first written to PATH.tmp-PID-XXXXXXXX beside it (PID is the
+ * process id, X random hex digits), flushed and synced to disk. Then it is
+ * renamed over `path`, and the directory is synced. Readers therefore find
+ * either the old file or the complete new one. On failure the temporary
+ * file is removed and an existing `path` is left as it was. A process
+ * killed during a save can leave the temporary file behind, but never a
+ * damaged `path`.
+ * Data are written as F32 in a float build and F64 in a double build, in
+ * the order given, each tensor with the shape [rows, cols]. Metadata may be
+ * NULL when n_metadata is 0. Both arrays are only read.
+ * Errors: TT_ERR_ARG for a NULL argument, no tensors, a missing or empty
+ * name or key, a name or string that is not valid UTF-8, the reserved name
+ * "__metadata__", or a name or key used twice; TT_ERR_IO, naming the file
+ * and the system's reason, if a step on disk fails (if syncing the
+ * directory fails, the new file is already in place but may not survive a
+ * power loss); TT_ERR_NOMEM if memory runs out. */
+TT_API tt_status tt_safetensors_save(const char *path, const tt_named_tensor *tensors,
+                                     size_t n_tensors, const tt_metadata_item *metadata,
+                                     size_t n_metadata, tt_error *err);
+
+/* A safetensors file read into memory and checked. */
+typedef struct tt_safetensors tt_safetensors;
+
+/* One tensor of an opened file. A dimension may be 0 (an empty tensor),
+ * and then no tt_tensor can receive it. */
+typedef struct tt_safetensors_entry {
+    const char *name;  /* UTF-8, without NUL bytes */
+    const char *dtype; /* as in the file: "F32", "F64", "BF16", "I64", ... */
+    size_t n_dims;     /* dimensions in the file: 0, 1 or 2 */
+    size_t rows;       /* the shape it loads as: [r, c] is r × c, [d] is */
+    size_t cols;       /* d × 1 (a column, like a bias) and [] is 1 × 1 */
+    uint64_t offset;   /* file offset of its first byte */
+    uint64_t size;     /* bytes of data */
+} tt_safetensors_entry;
+
+/* Reads and checks the whole file at `path`. Returns an object to close
+ * with tt_safetensors_close(), or NULL with `err` filled. The status is
+ * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read, and
+ * TT_ERR_NOMEM if memory runs out. It is TT_ERR_FORMAT for anything that
+ * the README's "File formats" rejects, with a message that names the file,
+ * the tensor and the byte offset.
+ * LIMITATION: the whole file is read into memory, so opening needs as much
+ * memory as the file is large. */
+TT_API tt_safetensors *tt_safetensors_open(const char *path, tt_error *err);
+
+/* As tt_safetensors_open, but for a file already in memory: `bytes[0 ..
+ * size)` are copied, so they may be freed on return. `label` (NULL for
+ * "<memory>") stands for the file name in messages. Any bytes may be
+ * passed: this is the entry point for fuzzing the reader. */
+TT_API tt_safetensors *tt_safetensors_parse(const void *bytes, size_t size, const char *label,
+                                            tt_error *err);
+
+/* Frees the object and everything it returned. NULL is ignored. */
+TT_API void tt_safetensors_close(tt_safetensors *file);
+
+/* Number of tensors in the file; 0 for NULL. */
+TT_API size_t tt_safetensors_count(const tt_safetensors *file);
+
+/* The tensor at `index` (in the order of their data in the file), or NULL
+ * if the index is out of range. Valid until tt_safetensors_close(). */
+TT_API const tt_safetensors_entry *tt_safetensors_entry_at(const tt_safetensors *file,
+                                                           size_t index);
+
+/* The tensor named `name`, or NULL if there is none. */
+TT_API const tt_safetensors_entry *tt_safetensors_find(const tt_safetensors *file,
+                                                       const char *name);
+
+/* Number of metadata entries, and the key and value of entry `index` in the
+ * order of the file, or NULL past the end. Valid until close. */
+TT_API size_t tt_safetensors_metadata_count(const tt_safetensors *file);
+TT_API const char *tt_safetensors_metadata_key(const tt_safetensors *file, size_t index);
+TT_API const char *tt_safetensors_metadata_value(const tt_safetensors *file, size_t index);
+
+/* The metadata value for `key`, or NULL if the file has none. */
+TT_API const char *tt_safetensors_metadata(const tt_safetensors *file, const char *key);
+
+/* Copies the tensor named `name` into `dest`, a tensor of the same shape
+ * (see tt_safetensors_entry for how 0-D and 1-D shapes load), converting
+ * F32 or F64 to tt_real (F64 is rounded in a float build). The gradient is
+ * not touched. Errors, with `dest` unchanged: TT_ERR_ARG for NULL or a name
+ * the file does not have, TT_ERR_SHAPE if the shapes differ, TT_ERR_FORMAT
+ * for another dtype. */
+TT_API tt_status tt_safetensors_read(const tt_safetensors *file, const char *name,
+                                     tt_tensor *dest, tt_error *err);
+
+/* tt_safetensors_read for each of tensors[0 .. n_tensors), all or nothing:
+ * every name, shape and dtype is checked before any tensor changes. Tensors
+ * of the file that are not listed are ignored. */
+TT_API tt_status tt_safetensors_read_all(const tt_safetensors *file,
+                                         const tt_named_tensor *tensors, size_t n_tensors,
+                                         tt_error *err);
+
+/* Opens `path`, reads the listed tensors as tt_safetensors_read_all does
+ * and closes it. Errors as those two calls. */
+TT_API tt_status tt_safetensors_load(const char *path, const tt_named_tensor *tensors,
+                                     size_t n_tensors, tt_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,8 +8,9 @@
  * Gradient: dx += dout · g'(x), with g' written out beside each kernel.
  *
  * The activations share one file because they share everything but their
- * two kernels: the recording glue below and the stable sigmoid, which
- * sigmoid, softplus's derivative, SiLU and the tanh form of GELU all use.
+ * two kernels: the recording glue below and the stable sigmoid of
+ * src/internal.h, which sigmoid, softplus's derivative, SiLU and the tanh
+ * form of GELU all use.
  *
  * Every formula is chosen so that a finite x gives a finite output and a
  * derivative that is exact to rounding, including tails such as
@@ -21,17 +22,6 @@
 #include "internal.h"
 
 /* ---- Shared helpers ------------------------------------------------------ */
-
-/* 1 / (1 + exp(−x)) without overflow: for x < 0 it is computed as
- * e / (1 + e) with e = exp(x), which lies in (0, 1]. A NaN x takes the
- * second branch and gives NaN. */
-static tt_real stable_sigmoid(tt_real x)
-{
-    if (x >= 0)
-        return 1 / (1 + TT_EXP(-x));
-    const tt_real e = TT_EXP(x);
-    return e / (1 + e);
-}
 
 /* A forward kernel: out[i] = g(x[i]) with the op's parameter, if any. */
 typedef void (*forward_kernel)(tt_real *out, const tt_real *x, size_t size, tt_real parameter);
@@ -109,7 +99,7 @@ static void sigmoid_forward(tt_real *out, const tt_real *x, size_t size, tt_real
 {
     (void)unused;
     for (size_t i = 0; i < size; i++)
-        out[i] = stable_sigmoid(x[i]);
+        out[i] = tt_stable_sigmoid(x[i]);
 }
 
 /* sigmoid'(x) = y·(1 − y) = e / (1 + e)² with e = exp(−|x|). The second
@@ -247,7 +237,7 @@ static void softplus_backward(tt_real *restrict dx, bool add, const tt_real *res
 {
     (void)unused;
     for (size_t i = 0; i < size; i++)
-        store_gradient(&dx[i], add, dout[i] * stable_sigmoid(x[i]));
+        store_gradient(&dx[i], add, dout[i] * tt_stable_sigmoid(x[i]));
 }
 
 static void softplus_tape_backward(const tt_record *record)
@@ -325,7 +315,7 @@ static void silu_forward(tt_real *out, const tt_real *x, size_t size, tt_real un
 {
     (void)unused;
     for (size_t i = 0; i < size; i++) {
-        const tt_real s = stable_sigmoid(x[i]);
+        const tt_real s = tt_stable_sigmoid(x[i]);
         out[i] = s == 0 ? 0 : x[i] * s;
     }
 }
@@ -341,7 +331,7 @@ static void silu_backward(tt_real *restrict dx, bool add, const tt_real *restric
         if (isinf(x[i]))
             derivative = x[i] > 0 ? 1 : 0;
         else
-            derivative = stable_sigmoid(x[i]) * (1 + x[i] * stable_sigmoid(-x[i]));
+            derivative = tt_stable_sigmoid(x[i]) * (1 + x[i] * tt_stable_sigmoid(-x[i]));
         store_gradient(&dx[i], add, dout[i] * derivative);
     }
 }
@@ -442,7 +432,7 @@ static void gelu_tanh_forward(tt_real *out, const tt_real *x, size_t size, tt_re
 {
     (void)unused;
     for (size_t i = 0; i < size; i++) {
-        const tt_real s = stable_sigmoid(2 * gelu_tanh_argument(x[i]));
+        const tt_real s = tt_stable_sigmoid(2 * gelu_tanh_argument(x[i]));
         out[i] = s == 0 ? 0 : x[i] * s;
     }
 }
@@ -457,8 +447,8 @@ static void gelu_tanh_backward(tt_real *restrict dx, bool add, const tt_real *re
     (void)unused;
     for (size_t i = 0; i < size; i++) {
         const tt_real twice_u = 2 * gelu_tanh_argument(x[i]);
-        const tt_real s = stable_sigmoid(twice_u);
-        const tt_real s_slope = s * stable_sigmoid(-twice_u);
+        const tt_real s = tt_stable_sigmoid(twice_u);
+        const tt_real s_slope = s * tt_stable_sigmoid(-twice_u);
         tt_real derivative = s;
         if (s_slope != 0) {
             const tt_real du = (tt_real)SQRT_2_OVER_PI * (1 + 3 * (tt_real)GELU_CUBIC * x[i] * x[i]);

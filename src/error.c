@@ -20,6 +20,10 @@ const char *tt_status_str(tt_status status)
         return "invalid state";
     case TT_ERR_NUMERIC:
         return "NaN or infinity";
+    case TT_ERR_IO:
+        return "input/output error";
+    case TT_ERR_FORMAT:
+        return "invalid file format";
     }
     return "unknown status";
 }

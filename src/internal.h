@@ -2,9 +2,11 @@
 #ifndef TT_INTERNAL_H
 #define TT_INTERNAL_H
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "tensortape.h"
 
@@ -164,7 +166,9 @@ void tt_gemm(tt_pool *pool, const tt_gemm_kernel *kernel, tt_real *scratch, bool
 
 /* ---- Tape records ----------------------------------------------------- */
 
-#define TT_MAX_INPUTS 2
+/* Inputs a record contains: two for the built-in ops, up to
+ * TT_CUSTOM_MAX_INPUTS for a user-defined op (tt_custom_op_apply). */
+#define TT_MAX_INPUTS TT_CUSTOM_MAX_INPUTS
 
 typedef struct tt_record tt_record;
 
@@ -256,6 +260,67 @@ bool tt_anomaly_check_output(tt_tape *tape, const tt_record *record);
  * and the first NaN or infinity of its gradient, and returns false. */
 bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 
+/* ---- JSON (src/json.c) ------------------------------------------------- */
+
+typedef enum tt_json_type {
+    TT_JSON_NULL,
+    TT_JSON_FALSE,
+    TT_JSON_TRUE,
+    TT_JSON_NUMBER,
+    TT_JSON_STRING,
+    TT_JSON_ARRAY,
+    TT_JSON_OBJECT
+} tt_json_type;
+
+/* One parsed JSON value; a tree of them owns all its memory. */
+typedef struct tt_json_value tt_json_value;
+struct tt_json_value {
+    tt_json_type type;
+    size_t offset;        /* byte offset of its first character in the text */
+    char *text;           /* STRING: the decoded UTF-8, NUL-terminated, which
+                             may hold NUL bytes of its own (\u0000); NUMBER:
+                             the number as written; NULL otherwise */
+    size_t length;        /* bytes of text, without the terminator */
+    tt_json_value *items; /* ARRAY: its elements; OBJECT: its values */
+    tt_json_value *keys;  /* OBJECT: its keys, strings, keys[i] naming items[i] */
+    size_t count;         /* elements or members */
+};
+
+/* Limits that bound the parser's stack and memory. */
+typedef struct tt_json_limits {
+    size_t max_depth;  /* arrays and objects nested at most this deep */
+    size_t max_values; /* values of every kind, object keys included */
+} tt_json_limits;
+
+/* Where and why a text is not accepted. */
+typedef struct tt_json_error {
+    size_t offset; /* byte offset in the text */
+    char message[160];
+} tt_json_error;
+
+/* Parses text[0 .. length) as one strict RFC 8259 JSON value (see
+ * src/json.c for what strict covers). The text need not be NUL-terminated
+ * and is not kept. Returns a tree to free with tt_json_free, or NULL with
+ * `error` filled for invalid JSON, a limit exceeded or memory exhausted.
+ * This is an entry point for fuzzing: no input makes it crash. */
+tt_json_value *tt_json_parse(const char *text, size_t length, const tt_json_limits *limits,
+                             tt_json_error *error);
+
+/* Frees a tree from tt_json_parse; NULL is ignored. */
+void tt_json_free(tt_json_value *root);
+
+/* The value of the first member named `key`, or NULL if `object` is not an
+ * object or has no such member. */
+const tt_json_value *tt_json_object_get(const tt_json_value *object, const char *key);
+
+/* Converts a number written as plain decimal digits (no sign, fraction or
+ * exponent) that fits in 64 bits; returns false for anything else. */
+bool tt_json_uint64(const tt_json_value *value, uint64_t *out);
+
+/* Returns the byte count of the valid UTF-8 sequence that begins at bytes[0]
+ * and lies within `available` bytes, or 0 if none does. */
+size_t tt_utf8_sequence_length(const unsigned char *bytes, size_t available);
+
 /* Math functions of the element type. */
 #if TT_REAL_IS_DOUBLE
 #define TT_EXP exp
@@ -278,5 +343,16 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record);
 #define TT_ERFC erfcf
 #define TT_NEXTAFTER nextafterf
 #endif
+
+/* 1 / (1 + exp(−x)) without overflow: for x < 0 it is computed as
+ * e / (1 + e) with e = exp(x), which lies in (0, 1]. A NaN x takes the
+ * second branch and gives NaN. */
+static inline tt_real tt_stable_sigmoid(tt_real x)
+{
+    if (x >= 0)
+        return 1 / (1 + TT_EXP(-x));
+    const tt_real e = TT_EXP(x);
+    return e / (1 + e);
+}
 
 #endif /* TT_INTERNAL_H */

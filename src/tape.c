@@ -384,6 +384,9 @@ tt_status tt_tape_backward(tt_tape *tape, tt_tensor *loss)
             out->grad_hook(out, out->grad, out->grad_hook_context);
         if (!unused || out->grad_hook != NULL) {
             record->op->backward(record);
+            /* Only a user-defined op's backward can fail (tt_custom_op_apply). */
+            if (tape->error.status != TT_OK)
+                return tape->error.status;
             if (tape->anomaly_check && !tt_anomaly_check_gradients(tape, record))
                 return tape->error.status;
         }

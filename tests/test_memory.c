@@ -416,6 +416,98 @@ START_TEST(large_training_step_after_first_makes_no_heap_allocation)
 }
 END_TEST
 
+/* A user-defined op for the heap test: y = factor·x, with the factor 2
+ * kept for backward in a block of the tape's memory. */
+static tt_status scale_forward(tt_custom_context *context, void *user)
+{
+    (void)user;
+    tt_tensor *x = tt_custom_input(context, 0);
+    tt_tensor *y = tt_custom_new_output(context, tt_tensor_rows(x), tt_tensor_cols(x));
+    tt_real *factor = tt_custom_save(context, sizeof *factor);
+    if (y == NULL || factor == NULL)
+        return TT_ERR_NOMEM;
+    *factor = 2;
+    for (size_t i = 0; i < tt_tensor_rows(x) * tt_tensor_cols(x); i++)
+        tt_tensor_data(y)[i] = *factor * tt_tensor_data(x)[i];
+    return TT_OK;
+}
+
+static tt_status scale_backward(tt_custom_context *context, void *user)
+{
+    (void)user;
+    const tt_real *factor = tt_custom_saved(context);
+    const tt_real *dy = tt_custom_output_grad(context);
+    tt_real *dx = tt_custom_input_grad(context, 0);
+    tt_tensor *x = tt_custom_input(context, 0);
+    for (size_t i = 0; dx != NULL && i < tt_tensor_rows(x) * tt_tensor_cols(x); i++)
+        dx[i] += *factor * dy[i];
+    return TT_OK;
+}
+
+static tt_real cube(tt_real x)
+{
+    return x * x * x;
+}
+
+static tt_real cube_slope(tt_real x)
+{
+    return 3 * x * x;
+}
+
+START_TEST(custom_ops_and_losses_after_first_step_make_no_heap_allocation)
+{
+    /* loss = bce(w·g(scale(x)), labels) + mse(g(scale(x)), t), with g a
+     * user-defined activation and scale a user-defined op: after the
+     * first step, neither takes anything from the heap. */
+    enum { ROWS = 4, COLS = 6 };
+    tt_error err = {TT_OK, ""};
+    const tt_activation_def cube_def = {.name = "cube", .function = cube,
+                                        .derivative = cube_slope};
+    const tt_custom_op_def scale_def = {.name = "scale", .n_inputs = 1,
+                                        .forward = scale_forward, .backward = scale_backward};
+    tt_activation *g = tt_activation_new(&cube_def, &err);
+    tt_custom_op *scale = tt_custom_op_new(&scale_def, &err);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_ptr_nonnull(scale);
+    tt_rng rng;
+    tt_rng_seed(&rng, 3);
+    tt_tensor *x = new_uniform_tensor(ROWS, COLS, &rng, -1, 1, "x");
+    tt_tensor *w = new_uniform_tensor(1, ROWS, &rng, -1, 1, "w");
+    tt_tensor *t = new_uniform_tensor(ROWS, COLS, &rng, -1, 1, "t");
+    require_grad_or_fail(x);
+    require_grad_or_fail(w);
+    int32_t labels[COLS];
+    fill_labels(labels, COLS, 2, &rng);
+    tt_tape *tape = new_tape_or_fail();
+
+    for (size_t step = 1; step <= MEASURED_STEPS + 1; step++) {
+        start_counting();
+        tt_tape_reset(tape);
+        tt_tensor *h = tt_activation_apply(tape, g, tt_custom_op_apply(tape, scale, &x, 1));
+        tt_tensor *bce = tt_bce_with_logits(tape, tt_matmul(tape, w, h), labels, COLS);
+        tt_tensor *loss = tt_add(tape, bce, tt_mse(tape, h, t));
+        const tt_status status = tt_tape_backward(tape, loss);
+        stop_counting();
+        ck_assert_msg(status == TT_OK, "step %zu failed: %s", step, tt_tape_error(tape)->message);
+        if (step > 1) {
+            ck_assert_msg(allocation_count == 0, "step %zu made %zu heap allocations", step,
+                          allocation_count);
+            ck_assert_msg(release_count == 0, "step %zu freed %zu heap blocks", step,
+                          release_count);
+        }
+        tt_tensor_zero_grad(x);
+        tt_tensor_zero_grad(w);
+    }
+
+    tt_tape_free(tape);
+    tt_tensor_free(x);
+    tt_tensor_free(w);
+    tt_tensor_free(t);
+    tt_activation_free(g);
+    tt_custom_op_free(scale);
+}
+END_TEST
+
 /* ---- Out-of-memory paths ----------------------------------------------------- */
 
 START_TEST(tape_new_reports_nomem)
@@ -707,6 +799,7 @@ static Suite *memory_suite(void)
     tcase_add_test(steady, training_step_after_first_makes_no_heap_allocation);
     tcase_add_test(steady, training_step_with_hooks_makes_no_heap_allocation);
     tcase_add_test(steady, large_training_step_after_first_makes_no_heap_allocation);
+    tcase_add_test(steady, custom_ops_and_losses_after_first_step_make_no_heap_allocation);
     tcase_add_test(steady, optimizer_steps_make_no_heap_allocation);
     tcase_add_test(steady, optimizer_step_alone_makes_no_heap_allocation);
     tcase_add_test(steady, batches_next_makes_no_heap_allocation);

@@ -9,7 +9,8 @@
  * and a bias b(t), d_t × 1 (d_0 = s), and computes
  *     z(t) = W(t)·h(t-1) + b(t)    eq. 1: tt_matmul, then tt_add repeats b(t)
  *                                  in each of the n columns
- *     h(t) = g(z(t))               eq. 2, with g = ReLU (eq. 15): tt_relu
+ *     h(t) = g(z(t))               eq. 2, with g chosen by --activation:
+ *                                  ReLU (eq. 15, tt_relu) by default
  * for the hidden layers t < T. The output layer T computes z(T) by eq. 3, as
  * above but without g: its C × n logits (C = 10 classes) go straight into
  * tt_cross_entropy, which applies the softmax ŷ = f(z(T)) of eq. 4 fused with
@@ -45,6 +46,7 @@
 #include "history.h"
 #include "idx.h"
 #include "inspect.h"
+#include "model_file.h"
 #include "progress.h"
 #include "schedule.h"
 #include "tensortape.h"
@@ -107,6 +109,44 @@
 /* Maximum length of a tensor name written here, such as "w18446744073709551615". */
 #define TENSOR_NAME_MAX 32
 
+/* A hidden-layer activation that --activation accepts: a built-in op with
+ * no parameter (`apply`), or with one (`apply_with`, given
+ * `default_parameter` unless the user writes NAME:VALUE).
+ *
+ * To train with an activation of your own, write f and f' as plain C
+ * functions and create it once with the user-defined activation API, e.g.
+ * for softsign, x / (1 + |x|):
+ *     static tt_real softsign(tt_real x) { return x / (1 + fabs(x)); }
+ *     static tt_real softsign_slope(tt_real x) { return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
+ *     const tt_activation_def def = {.name = "softsign", .function = softsign,
+ *                                    .derivative = softsign_slope};
+ *     tt_activation *g = tt_activation_new(&def, &err);   (NULL and err set on failure)
+ * then record it in model_forward with h = tt_activation_apply(tape, g, z),
+ * and call tt_activation_free(g) after the tape is freed. */
+typedef struct hidden_activation {
+    const char *name;
+    tt_tensor *(*apply)(tt_tape *tape, tt_tensor *x);
+    tt_tensor *(*apply_with)(tt_tape *tape, tt_tensor *x, tt_real parameter);
+    const char *parameter_name; /* NULL for an activation without a parameter */
+    double default_parameter;
+} hidden_activation;
+
+/* The leaky ReLU slope 0.01 and the ELU alpha 1 are the usual defaults,
+ * those of PyTorch's LeakyReLU and ELU. */
+static const hidden_activation hidden_activations[] = {
+    {"relu", tt_relu, NULL, NULL, 0},
+    {"sigmoid", tt_sigmoid, NULL, NULL, 0},
+    {"tanh", tt_tanh, NULL, NULL, 0},
+    {"leaky_relu", NULL, tt_leaky_relu, "slope", 0.01},
+    {"elu", NULL, tt_elu, "alpha", 1.0},
+    {"softplus", tt_softplus, NULL, NULL, 0},
+    {"silu", tt_silu, NULL, NULL, 0},
+    {"gelu", tt_gelu, NULL, NULL, 0},
+    {"gelu_tanh", tt_gelu_tanh, NULL, NULL, 0},
+};
+
+#define N_HIDDEN_ACTIVATIONS (sizeof hidden_activations / sizeof hidden_activations[0])
+
 /* Command-line settings. */
 typedef struct options {
     const char *data_dir;
@@ -121,6 +161,11 @@ typedef struct options {
     const char *dot_path;  /* DOT file of one training step, or NULL */
     const char *log_path;  /* per-epoch CSV, or NULL */
     const char *plot_path; /* per-epoch SVG chart, or NULL */
+    const hidden_activation *activation; /* g of the hidden layers */
+    double activation_parameter;         /* its parameter, if it takes one */
+    bool hidden_given; /* --hidden was on the command line */
+    const char *save_path; /* --save: where to save the model, or NULL */
+    const char *load_path; /* --load: the model to start from, or NULL */
     enum optimizer_choice { CHOICE_SGD, CHOICE_MOMENTUM, CHOICE_ADAM } optimizer;
     schedule_kind schedule;
     size_t step_epochs;
@@ -134,20 +179,24 @@ typedef struct layer {
     tt_tensor *b; /* b(t), d_t × 1 */
 } layer;
 
-/* The layers 1 … T, caller-owned leaf tensors that require gradients. */
+/* The layers 1 … T, caller-owned leaf tensors that require gradients, and
+ * the activation g of the hidden layers. */
 typedef struct model {
     layer *layers;
     size_t n_layers;
+    const hidden_activation *activation;
+    tt_real activation_parameter;
 } model;
 
 /* ---- Command line ------------------------------------------------------- */
 
 static void print_usage_line(FILE *stream)
 {
-    fputs("usage: mlp [--data DIR] [--hidden LIST] [--epochs N] [--batch N] [--lr X]\n"
-          "           [--seed N] [--threads N] [--optimizer sgd|momentum|adam]\n"
-          "           [--schedule constant|step|cosine] [--step-epochs N]\n"
-          "           [--step-gamma X] [--quiet]\n"
+    fputs("usage: mlp [--data DIR] [--hidden LIST] [--activation NAME] [--epochs N] "
+          "[--batch N]\n"
+          "           [--lr X] [--seed N] [--threads N] [--save FILE] [--load FILE]\n"
+          "           [--optimizer sgd|momentum|adam] [--schedule constant|step|cosine]\n"
+          "           [--step-epochs N] [--step-gamma X] [--quiet]\n"
           "           [--inspect] [--dot FILE] [--log FILE] [--plot FILE] [--help]\n",
           stream);
 }
@@ -163,7 +212,14 @@ static void print_help(void)
            "  --hidden LIST  comma-separated widths of the hidden layers, e.g. 256,128\n"
            "                 (default %d); an empty LIST ('') trains a linear softmax\n"
            "                 classifier with no hidden layer\n"
-           "  --epochs N     number of passes over the training set (default %d)\n"
+           "  --activation NAME\n"
+           "                 activation of the hidden layers: relu (default), sigmoid,\n"
+           "                 tanh, leaky_relu, elu, softplus, silu, gelu or gelu_tanh.\n"
+           "                 leaky_relu and elu take a parameter as NAME:VALUE, the\n"
+           "                 slope for x < 0 (default 0.01) and alpha (default 1), e.g.\n"
+           "                 leaky_relu:0.1 or elu:0.5\n"
+           "  --epochs N     number of passes over the training set (default %d); 0\n"
+           "                 evaluates the model on the test set without training\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
            "                 (default %d)\n"
            "  --lr X         learning rate, a positive number (default %g for sgd,\n"
@@ -190,15 +246,21 @@ static void print_help(void)
            "  --log FILE     write one CSV row per epoch to FILE: epoch, train_loss,\n"
            "                 test_accuracy, seconds\n"
            "  --plot FILE    write an SVG chart of the loss and accuracy per epoch to FILE\n"
+           "  --save FILE    after training, save the parameters w1, b1, w2, ... and the\n"
+           "                 layer widths and activation as metadata to FILE, in the\n"
+           "                 safetensors format; the old FILE is replaced atomically\n"
+           "  --load FILE    start from the model in FILE, saved by --save: its widths\n"
+           "                 replace --hidden, which must not be given as well\n"
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
            "Output: one line per epoch with the mean training loss, the test accuracy\n"
            "and the epoch's training time in seconds, then one line of key=value pairs:\n"
            "  epochs=N train_seconds=S train_loss=L test_accuracy=A\n"
-           "where train_seconds excludes loading and evaluation. On a terminal a\n"
-           "progress bar with samples/s and the running loss shows during each epoch,\n"
-           "redrawn in place a few times a second.\n"
+           "where train_seconds excludes loading and evaluation; with --epochs 0,\n"
+           "train_loss is nan. On a terminal a progress bar with samples/s and the\n"
+           "running loss shows during each epoch, redrawn in place a few times a\n"
+           "second.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
            GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
@@ -294,15 +356,50 @@ static bool parse_width_list(const char *text, size_t **widths, size_t *count)
     return true;
 }
 
+/* Parses NAME or NAME:VALUE into the activation and its parameter; an
+ * activation without a parameter accepts only NAME. */
+static bool parse_activation(const char *text, const hidden_activation **activation,
+                             double *parameter)
+{
+    const char *colon = strchr(text, ':');
+    size_t name_length = colon != NULL ? (size_t)(colon - text) : strlen(text);
+    for (size_t i = 0; i < N_HIDDEN_ACTIVATIONS; i++) {
+        const hidden_activation *candidate = &hidden_activations[i];
+        if (strlen(candidate->name) != name_length ||
+            strncmp(text, candidate->name, name_length) != 0) {
+            continue;
+        }
+        if (colon == NULL) {
+            *activation = candidate;
+            *parameter = candidate->default_parameter;
+            return true;
+        }
+        /* The value is applied in tt_real, so it must be finite there too. */
+        char *end = NULL;
+        errno = 0;
+        double value = strtod(colon + 1, &end);
+        if (candidate->parameter_name == NULL || colon[1] == '\0' ||
+            isspace((unsigned char)colon[1]) || errno != 0 || *end != '\0' ||
+            !isfinite((tt_real)value)) {
+            return false;
+        }
+        *activation = candidate;
+        *parameter = value;
+        return true;
+    }
+    return false;
+}
+
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
-                 OPTION_THREADS, OPTION_DOT, OPTION_LOG, OPTION_PLOT, OPTION_OPTIMIZER,
-                 OPTION_SCHEDULE, OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA,
+                 OPTION_THREADS, OPTION_ACTIVATION, OPTION_SAVE, OPTION_LOAD, OPTION_DOT,
+                 OPTION_LOG, OPTION_PLOT, OPTION_OPTIMIZER, OPTION_SCHEDULE,
+                 OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA,
                  OPTION_COUNT };
 
 static const char *const option_names[OPTION_COUNT] = {
-    "data", "hidden", "epochs", "batch", "lr", "seed", "threads", "dot", "log", "plot",
-    "optimizer", "schedule", "step-epochs", "step-gamma"};
+    "data", "hidden", "epochs", "batch", "lr", "seed", "threads", "activation", "save", "load",
+    "dot", "log", "plot", "optimizer", "schedule", "step-epochs", "step-gamma"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
  * if there is none. */
@@ -342,12 +439,19 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         return NULL;
     case OPTION_HIDDEN:
         free(opts->hidden);
+        opts->hidden_given = true;
         if (!parse_width_list(value, &opts->hidden, &opts->n_hidden)) {
             return "comma-separated positive integers such as 256,128, or ''";
         }
         return NULL;
-    case OPTION_EPOCHS:
-        return parse_positive_size(value, &opts->epochs) ? NULL : "a positive integer";
+    case OPTION_EPOCHS: {
+        uint64_t epochs = 0;
+        if (!parse_unsigned(value, SIZE_MAX, &epochs)) {
+            return "a non-negative integer (0 evaluates without training)";
+        }
+        opts->epochs = (size_t)epochs;
+        return NULL;
+    }
     case OPTION_BATCH:
         return parse_positive_size(value, &opts->batch) ? NULL : "a positive integer";
     case OPTION_LR:
@@ -370,6 +474,11 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         opts->threads = (size_t)threads;
         return NULL;
     }
+    case OPTION_ACTIVATION:
+        return parse_activation(value, &opts->activation, &opts->activation_parameter)
+                   ? NULL
+                   : "relu, sigmoid, tanh, leaky_relu[:SLOPE], elu[:ALPHA], softplus, silu, "
+                     "gelu or gelu_tanh, with a finite SLOPE or ALPHA";
     case OPTION_DOT:
     case OPTION_LOG:
     case OPTION_PLOT:
@@ -383,6 +492,13 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         } else {
             opts->plot_path = value;
         }
+        return NULL;
+    case OPTION_SAVE:
+    case OPTION_LOAD:
+        if (value[0] == '\0') {
+            return "a file name";
+        }
+        *(id == OPTION_SAVE ? &opts->save_path : &opts->load_path) = value;
         return NULL;
     case OPTION_OPTIMIZER:
         return parse_optimizer(value, &opts->optimizer) ? NULL : "sgd, momentum or adam";
@@ -419,6 +535,8 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
     opts->step_gamma = DEFAULT_STEP_GAMMA;
     opts->quiet = false;
     opts->threads = 0;
+    opts->activation = &hidden_activations[0];
+    opts->activation_parameter = 0;
     opts->n_hidden = 1;
     opts->hidden = malloc(sizeof *opts->hidden);
     if (opts->hidden == NULL) {
@@ -482,6 +600,11 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
                     option_names[id], expected);
             return PARSE_ERROR;
         }
+    }
+    if (opts->load_path != NULL && opts->hidden_given) {
+        fprintf(stderr, "mlp: --hidden cannot be combined with --load, which takes the widths "
+                        "from the file\n");
+        return PARSE_ERROR;
     }
     if (opts->learning_rate == 0.0) {
         static const double default_rates[] = {DEFAULT_LEARNING_RATE,
@@ -554,8 +677,14 @@ static tt_tensor *model_forward(tt_tape *tape, const model *net, tt_tensor *x, t
         if (z_out != NULL) {
             z_out[t] = z;
         }
-        /* eq. 2 and 15 for a hidden layer, while the output layer keeps z(T) (eq. 3) */
-        h = t + 1 < net->n_layers ? tt_relu(tape, z) : z;
+        /* eq. 2 for a hidden layer, while the output layer keeps z(T) (eq. 3) */
+        if (t + 1 < net->n_layers) {
+            const hidden_activation *g = net->activation;
+            h = g->apply != NULL ? g->apply(tape, z)
+                                 : g->apply_with(tape, z, net->activation_parameter);
+        } else {
+            h = z;
+        }
     }
     return h;
 }
@@ -583,6 +712,94 @@ static tt_optimizer *model_optimizer(const model *net, const options *opts, tt_e
     tt_optimizer *optimizer = tt_optimizer_new(params, 2 * net->n_layers, &settings, err);
     free(params);
     return optimizer;
+}
+
+/* ---- Model files (see model_file.h) ---------------------------------------- */
+
+/* Name of the hidden activation written to and expected in model files. */
+#define ACTIVATION_NAME "relu"
+
+/* Opens opts->load_path, checks that its model fits the data and uses
+ * ReLU, and sets the hidden widths in `opts` to the file's. Returns the
+ * open file, or NULL after printing the error. */
+static tt_safetensors *open_saved_model(options *opts, size_t n_inputs)
+{
+    tt_error err = {0};
+    model_architecture arch = {0};
+    tt_safetensors *file =
+        model_file_open(opts->load_path, n_inputs, N_CLASSES, ACTIVATION_NAME, &arch, &err);
+    if (file == NULL) {
+        fprintf(stderr, "mlp: %s\n", err.message);
+        return NULL;
+    }
+    free(opts->hidden);
+    opts->n_hidden = arch.n_layers - 1;
+    opts->hidden = NULL;
+    if (opts->n_hidden > 0) {
+        opts->hidden = calloc(opts->n_hidden, sizeof *opts->hidden);
+        if (opts->hidden == NULL) {
+            opts->n_hidden = 0;
+            fprintf(stderr, "mlp: out of memory\n");
+            model_architecture_free(&arch);
+            tt_safetensors_close(file);
+            return NULL;
+        }
+        memcpy(opts->hidden, arch.widths + 1, opts->n_hidden * sizeof *opts->hidden);
+    }
+    model_architecture_free(&arch);
+    return file;
+}
+
+/* Fills weights[t] and biases[t] with the tensors of layer t + 1, in new
+ * arrays that the caller frees. */
+static bool model_parameters(const model *net, tt_tensor ***weights, tt_tensor ***biases)
+{
+    *weights = calloc(net->n_layers, sizeof **weights);
+    *biases = calloc(net->n_layers, sizeof **biases);
+    if (*weights == NULL || *biases == NULL) {
+        fprintf(stderr, "mlp: out of memory\n");
+        return false;
+    }
+    for (size_t t = 0; t < net->n_layers; t++) {
+        (*weights)[t] = net->layers[t].w;
+        (*biases)[t] = net->layers[t].b;
+    }
+    return true;
+}
+
+/* Copies the parameters of the opened model file into `net`, built with the
+ * file's widths. Returns false after printing the error. */
+static bool read_saved_model(const tt_safetensors *file, model *net)
+{
+    tt_tensor **weights = NULL;
+    tt_tensor **biases = NULL;
+    tt_error err = {0};
+    bool read = model_parameters(net, &weights, &biases) &&
+                model_file_read(file, weights, biases, net->n_layers, &err);
+    if (!read && err.message[0] != '\0') {
+        fprintf(stderr, "mlp: %s\n", err.message);
+    }
+    free(weights);
+    free(biases);
+    return read;
+}
+
+/* Saves `net` and its widths to `path`. Returns false after printing the
+ * error. */
+static bool save_model(const char *path, const model *net, const size_t *widths)
+{
+    tt_tensor **weights = NULL;
+    tt_tensor **biases = NULL;
+    tt_error err = {0};
+    bool saved = model_parameters(net, &weights, &biases) &&
+                 model_file_save(path, weights, biases, net->n_layers, widths,
+                                 ACTIVATION_NAME, &err);
+    if (!saved && err.message[0] != '\0') {
+        fprintf(stderr, "mlp: %s\n", err.message);
+    }
+    free(weights);
+    free(biases);
+    return saved;
 }
 
 /* ---- Training and evaluation -------------------------------------------- */
@@ -838,8 +1055,12 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
                              const step_buffers *buffers, epoch_record *history, FILE *log)
 {
     double train_seconds = 0.0;
-    double train_loss = 0.0;
+    double train_loss = opts->epochs == 0 ? NAN : 0.0;
     double test_accuracy = 0.0;
+    if (opts->epochs == 0 && !evaluate(tape, net, test, buffers->test_batch,
+                                       buffers->sample_ids, buffers->labels, &test_accuracy)) {
+        return false;
+    }
     for (size_t epoch = 1; epoch <= opts->epochs; epoch++) {
         progress_start_epoch(&run->display, epoch);
         double start = progress_now();
@@ -960,9 +1181,16 @@ int main(int argc, char **argv)
     step_buffers buffers = {0};
     trainer run = {0};
     tt_error err = {0};
+    tt_safetensors *saved_model = NULL;
 
     if (!load_data(opts.data_dir, &train, &test)) {
         goto cleanup;
+    }
+    if (opts.load_path != NULL) {
+        saved_model = open_saved_model(&opts, train.rows * train.cols);
+        if (saved_model == NULL) {
+            goto cleanup;
+        }
     }
 
     /* A batch larger than a data set only needs as many columns as it has. */
@@ -992,6 +1220,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
+    net.activation = opts.activation;
+    net.activation_parameter = (tt_real)opts.activation_parameter;
+    if (saved_model != NULL && !read_saved_model(saved_model, &net)) {
+        goto cleanup;
+    }
     /* The shuffling generator is seeded from the main one, so that --seed
      * fixes both and they draw different streams. */
     run.batches = tt_batches_new(train.count, buffers.train_batch, false, tt_rng_next(&rng), &err);
@@ -1013,11 +1246,13 @@ int main(int argc, char **argv)
             goto cleanup;
         }
     }
-    if (train_with_history(&opts, tape, &net, &train, &test, &run, &buffers)) {
+    if (train_with_history(&opts, tape, &net, &train, &test, &run, &buffers) &&
+        (opts.save_path == NULL || save_model(opts.save_path, &net, widths))) {
         exit_status = EXIT_SUCCESS;
     }
 
 cleanup:
+    tt_safetensors_close(saved_model);
     tt_tape_free(tape);
     tt_optimizer_free(run.optimizer);
     tt_batches_free(run.batches);

@@ -31,9 +31,9 @@ import random
 import subprocess
 import sys
 
-import torch_import
+from torch_import import import_torch
 
-torch = torch_import.import_torch(__file__, "torch agreement")
+torch = import_torch("torch agreement")
 
 # Problems per run and the seed they are drawn from. A run of 400 problems
 # took about 9 s, 3 s of it importing torch, on a 2-core x86-64 machine.

@@ -23,9 +23,9 @@ import random
 import subprocess
 import sys
 
-import torch_import
+from torch_import import import_torch
 
-torch = torch_import.import_torch(__file__, "torch optimizers")
+torch = import_torch("torch optimizers")
 
 DEFAULT_SEED = 1
 

@@ -1,0 +1,55 @@
+/* The MLP's parameters in a safetensors file: W(t) is saved as "w<t>" and
+ * b(t) as "b<t>", t = 1 … T, with two metadata entries that are enough to
+ * rebuild the model: "widths", the layer widths d_0,d_1,…,d_T as decimal
+ * integers separated by commas, and "activation", the hidden layers'
+ * activation ("relu"). */
+#ifndef MLP_MODEL_FILE_H
+#define MLP_MODEL_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tensortape.h"
+
+/* Longest activation name that model_file_architecture accepts. */
+#define MODEL_FILE_ACTIVATION_MAX 32
+
+/* The architecture recorded in a model file. */
+typedef struct model_architecture {
+    size_t *widths;   /* d_0 … d_T, n_layers + 1 entries, owned */
+    size_t n_layers;  /* T */
+    char activation[MODEL_FILE_ACTIVATION_MAX];
+} model_architecture;
+
+/* Saves weights[t-1] as "w<t>" and biases[t-1] as "b<t>" for t = 1 …
+ * n_layers, with widths[0 .. n_layers] and `activation` as metadata,
+ * atomically (see tt_safetensors_save). Returns false with `err` filled. */
+bool model_file_save(const char *path, tt_tensor *const *weights, tt_tensor *const *biases,
+                     size_t n_layers, const size_t *widths, const char *activation,
+                     tt_error *err);
+
+/* Reads the "widths" and "activation" metadata of `file` (opened from
+ * `path`, which names it in messages) into `arch`, to free with
+ * model_architecture_free. Returns false with `err` filled if either is
+ * missing or malformed, or if the file does not hold exactly the 2·T
+ * tensors w1, b1, … that the widths call for. */
+bool model_file_architecture(const tt_safetensors *file, const char *path,
+                             model_architecture *arch, tt_error *err);
+
+void model_architecture_free(model_architecture *arch);
+
+/* Opens the model file at `path` and reads its architecture into `arch`
+ * (see model_file_architecture), then checks that the model takes
+ * `n_inputs` inputs, gives `n_outputs` outputs and uses `activation`.
+ * Returns the open file, to close with tt_safetensors_close, or NULL with
+ * `err` filled and `arch` empty. */
+tt_safetensors *model_file_open(const char *path, size_t n_inputs, size_t n_outputs,
+                                const char *activation, model_architecture *arch,
+                                tt_error *err);
+
+/* Copies "w<t>" and "b<t>" of `file` into weights[t-1] and biases[t-1],
+ * whose shapes must match; nothing changes on failure. */
+bool model_file_read(const tt_safetensors *file, tt_tensor *const *weights,
+                     tt_tensor *const *biases, size_t n_layers, tt_error *err);
+
+#endif /* MLP_MODEL_FILE_H */
