@@ -181,6 +181,24 @@ def rewrite_metadata(source, target, metadata):
         f.write(struct.pack("<Q", len(text)) + text + tensors)
 
 
+def zero_first_unit(source, target):
+    """Copies the model file `source` to `target` with row 0 of w1 and b1
+    set to zero, so that z(1) is exactly 0 in row 0 for every sample: the
+    kink of relu, leaky_relu and elu."""
+    with open(source, "rb") as f:
+        data = bytearray(f.read())
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    for name in ("w1", "b1"):
+        entry = header[name]
+        begin, end = entry["data_offsets"]
+        row_bytes = (end - begin) // entry["shape"][0]
+        start = 8 + size + begin
+        data[start:start + row_bytes] = bytes(row_bytes)  # +0.0 in F32 and F64
+    with open(target, "wb") as f:
+        f.write(data)
+
+
 def build_dtype(mlp, data, directory):
     """The dtype of the build's model files: F32 for float, F64 for double."""
     path = os.path.join(directory, "dtype.safetensors")
@@ -230,6 +248,18 @@ def check_save_and_load(mlp, data, directory, tolerance):
         check(tape_ops(inspected.stdout).count(name) == len(WIDTHS) - 2,
               "the %s model was loaded with the ops %s" % (activation, tape_ops(inspected.stdout)))
         check_inspect_rows(inspected.stdout, WIDTHS, activation + " after --load", tolerance)
+
+        # At z = 0 the closed form must take the derivative that the op
+        # takes there, e.g. alpha for elu rather than 1.
+        kink = os.path.join(directory, name + "-kink.safetensors")
+        zero_first_unit(path, kink)
+        inspected = run(mlp, "--data", data, "--batch", str(BATCH), "--inspect", "--load", kink)
+        check(inspected.returncode == 0, "mlp --inspect --load of a %s model exited with %d: %s"
+              % (activation, inspected.returncode, inspected.stderr))
+        zeros = re.search(r"^ +1  add .*\n +value .* zeros (\d+)/", inspected.stdout, re.M)
+        check(zeros is not None and int(zeros.group(1)) >= BATCH,
+              "z(1) of the %s model has fewer than %d zeros" % (activation, BATCH))
+        check_inspect_rows(inspected.stdout, WIDTHS, activation + " at z = 0", tolerance)
 
         matching = run(mlp, "--data", data, "--batch", str(BATCH), "--epochs", "0", "--load",
                        path, "--activation", activation)
