@@ -76,12 +76,13 @@ static void parameter_list_free(parameter_list *list)
 
 void model_file_format_real(tt_real value, char text[MODEL_FILE_REAL_TEXT_MAX])
 {
-    for (int digits = 1; digits < REAL_ROUND_TRIP_DIGITS; digits++) {
-        snprintf(text, MODEL_FILE_REAL_TEXT_MAX, "%.*g", digits, (double)value);
-        if ((tt_real)strtod(text, NULL) == value)
-            return;
+    char candidate[MODEL_FILE_REAL_TEXT_MAX];
+    for (int digits = 1; digits <= REAL_ROUND_TRIP_DIGITS; digits++) {
+        snprintf(candidate, sizeof candidate, "%.*g", digits, (double)value);
+        if ((tt_real)strtod(candidate, NULL) == value)
+            break;
     }
-    snprintf(text, MODEL_FILE_REAL_TEXT_MAX, "%.*g", REAL_ROUND_TRIP_DIGITS, (double)value);
+    memcpy(text, candidate, sizeof candidate);
 }
 
 bool model_file_save(const char *path, tt_tensor *const *weights, tt_tensor *const *biases,

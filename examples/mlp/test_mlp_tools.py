@@ -268,6 +268,27 @@ def check_save_and_load(mlp, data, directory, tolerance):
               % (activation, matching.returncode, matching.stderr))
 
 
+def check_parameter_round_trip(mlp, data, directory, dtype):
+    """A parameter with more digits than a float holds is saved with the
+    fewest digits that read back as the tt_real that training used."""
+    path = os.path.join(directory, "digits.safetensors")
+    given = "0.123456789"
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "0", "--activation",
+                 "leaky_relu:" + given, "--save", path)
+    check(result.returncode == 0, "mlp --save exited with %d: %s"
+          % (result.returncode, result.stderr))
+    saved = read_header(path)["__metadata__"]["activation_parameter"]
+    # 0.123456789 rounds to the float 0.123456791043…, which "0.12345679"
+    # reads back as; in double the given text is already the shortest.
+    want = {"F32": "0.12345679", "F64": given}[dtype]
+    check(saved == want, "leaky_relu:%s saved activation_parameter %r, want %r"
+          % (given, saved, want))
+    loaded = run(mlp, "--data", data, "--epochs", "0", "--load", path, "--activation",
+                 "leaky_relu:" + given)
+    check(loaded.returncode == 0, "the saved slope does not match --activation leaky_relu:%s: %s"
+          % (given, loaded.stderr))
+
+
 def check_load_errors(mlp, data, directory):
     """A file with the metadata of the files written before the activation
     was saved still loads. A mismatched --activation and an invalid
@@ -395,11 +416,13 @@ def main():
         rng = random.Random(1)
         write_idx(data, "train", TRAIN_COUNT, rng)
         write_idx(data, "t10k", TEST_COUNT, rng)
-        tolerance = RELATIVE_TOLERANCE[build_dtype(mlp, data, directory)]
+        dtype = build_dtype(mlp, data, directory)
+        tolerance = RELATIVE_TOLERANCE[dtype]
         check_inspect(mlp, data, directory, dot, tolerance)
         check_inspect_activations(mlp, data, tolerance)
         check_log_and_plot(mlp, data, directory)
         check_save_and_load(mlp, data, directory, tolerance)
+        check_parameter_round_trip(mlp, data, directory, dtype)
         check_load_errors(mlp, data, directory)
         check_errors(mlp, data, directory)
     if dot is None:
