@@ -269,7 +269,7 @@ def check_save_and_load(mlp, data, directory, tolerance):
 
 
 def check_parameter_round_trip(mlp, data, directory, dtype):
-    """A parameter with more digits than a float holds is saved with the
+    """A parameter with more digits than a float keeps is saved with the
     fewest digits that read back as the tt_real that training used."""
     path = os.path.join(directory, "digits.safetensors")
     given = "0.123456789"
