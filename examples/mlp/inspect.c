@@ -7,17 +7,174 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double relu(double z)
+/* ---- Activations ---------------------------------------------------------
+ * Each g and g' below is the formula of the engine's op in
+ * include/tensortape.h, in double. They take the same value at each kink,
+ * the same forms that keep the tails and the same limits at ±inf, so the
+ * closed form and the engine differ by rounding only. */
+
+static double relu(double z, double unused)
 {
+    (void)unused;
     return z > 0 ? z : 0.0; /* eq. 15 */
 }
 
-static double relu_derivative(double z)
+static double relu_derivative(double z, double unused)
 {
+    (void)unused;
     return z > 0 ? 1.0 : 0.0; /* eq. 16: 0 at the kink z = 0 */
 }
 
+/* 1 / (1 + exp(−z)), with exp taken only of −|z|. */
+static double sigmoid(double z, double unused)
+{
+    (void)unused;
+    if (z >= 0)
+        return 1.0 / (1.0 + exp(-z));
+    const double e = exp(z);
+    return e / (1.0 + e);
+}
+
+/* sigmoid'(z) = e / (1 + e)² with e = exp(−|z|). */
+static double sigmoid_derivative(double z, double unused)
+{
+    (void)unused;
+    const double e = exp(-fabs(z));
+    return e / ((1.0 + e) * (1.0 + e));
+}
+
+static double hyperbolic_tangent(double z, double unused)
+{
+    (void)unused;
+    return tanh(z);
+}
+
+/* tanh'(z) = 1 − tanh²(z) = 4e / (1 + e)² with e = exp(−2|z|). */
+static double hyperbolic_tangent_derivative(double z, double unused)
+{
+    (void)unused;
+    const double e = exp(-2.0 * fabs(z));
+    return 4.0 * e / ((1.0 + e) * (1.0 + e));
+}
+
+/* A zero slope maps −inf to 0, as relu does, rather than to 0·(−inf). */
+static double leaky_relu(double z, double slope)
+{
+    if (z >= 0 || isnan(z))
+        return z;
+    return slope == 0 ? 0.0 : slope * z;
+}
+
+/* 1 for z > 0, and the left-hand slope at 0 and below. */
+static double leaky_relu_derivative(double z, double slope)
+{
+    return z > 0 ? 1.0 : slope;
+}
+
+static double elu(double z, double alpha)
+{
+    return z > 0 ? z : alpha * expm1(z);
+}
+
+/* 1 for z > 0, and the left-hand slope alpha·exp(z) at 0 and below. */
+static double elu_derivative(double z, double alpha)
+{
+    return z > 0 ? 1.0 : alpha * exp(z);
+}
+
+/* log(1 + exp(z)) = max(z, 0) + log1p(exp(−|z|)). */
+static double softplus(double z, double unused)
+{
+    (void)unused;
+    return (z > 0 ? z : 0.0) + log1p(exp(-fabs(z)));
+}
+
+/* z·sigmoid(z), and 0 where the sigmoid is 0, so that SiLU(−inf) = 0. */
+static double silu(double z, double unused)
+{
+    const double s = sigmoid(z, unused);
+    return s == 0 ? 0.0 : z * s;
+}
+
+/* SiLU'(z) = s·(1 + z·sigmoid(−z)) with s = sigmoid(z), and its limits 1
+ * and 0 at ±inf. */
+static double silu_derivative(double z, double unused)
+{
+    if (isinf(z))
+        return z > 0 ? 1.0 : 0.0;
+    return sigmoid(z, unused) * (1.0 + z * sigmoid(-z, unused));
+}
+
+/* 1/√2 and 1/√(2π), to more digits than a double carries. */
+#define INV_SQRT_2 0.70710678118654752440
+#define INV_SQRT_2PI 0.39894228040143267794
+
+/* The standard normal distribution function Φ(z) = erfc(−z/√2) / 2. */
+static double normal_cdf(double z)
+{
+    return 0.5 * erfc(-z * INV_SQRT_2);
+}
+
+/* z·Φ(z), and 0 where Φ is 0, so that GELU(−inf) = 0. */
+static double gelu(double z, double unused)
+{
+    (void)unused;
+    const double cdf = normal_cdf(z);
+    return cdf == 0 ? 0.0 : z * cdf;
+}
+
+/* GELU'(z) = Φ(z) + z·exp(−z²/2)/√(2π), and its limits 1 and 0 at ±inf. */
+static double gelu_derivative(double z, double unused)
+{
+    (void)unused;
+    if (isinf(z))
+        return z > 0 ? 1.0 : 0.0;
+    return normal_cdf(z) + z * INV_SQRT_2PI * exp(-z * z / 2.0);
+}
+
+/* √(2/π) and the cubic coefficient of GELU's tanh approximation. */
+#define SQRT_2_OVER_PI 0.79788456080286535588
+#define GELU_CUBIC 0.044715
+
+/* 2u, with u = √(2/π)·(z + 0.044715·z³). */
+static double gelu_tanh_twice_argument(double z)
+{
+    return 2.0 * SQRT_2_OVER_PI * (z + GELU_CUBIC * z * z * z);
+}
+
+/* z·(1 + tanh(u))/2 = z·sigmoid(2u), and 0 where the sigmoid is 0. */
+static double gelu_tanh(double z, double unused)
+{
+    const double s = sigmoid(gelu_tanh_twice_argument(z), unused);
+    return s == 0 ? 0.0 : z * s;
+}
+
+/* s + 2z·s·sigmoid(−2u)·du/dz with s = sigmoid(2u) and
+ * du/dz = √(2/π)·(1 + 3·0.044715·z²). The second term is 0 where
+ * s·sigmoid(−2u) is 0, because z·du/dz may be infinite there. */
+static double gelu_tanh_derivative(double z, double unused)
+{
+    const double twice_u = gelu_tanh_twice_argument(z);
+    const double s = sigmoid(twice_u, unused);
+    const double s_slope = s * sigmoid(-twice_u, unused);
+    if (s_slope == 0)
+        return s;
+    const double du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_CUBIC * z * z);
+    return s + 2.0 * z * s_slope * du;
+}
+
 const inspect_activation inspect_relu = {"relu", relu, relu_derivative};
+const inspect_activation inspect_sigmoid = {"sigmoid", sigmoid, sigmoid_derivative};
+const inspect_activation inspect_tanh = {"tanh", hyperbolic_tangent,
+                                         hyperbolic_tangent_derivative};
+const inspect_activation inspect_leaky_relu = {"leaky_relu", leaky_relu, leaky_relu_derivative};
+const inspect_activation inspect_elu = {"elu", elu, elu_derivative};
+const inspect_activation inspect_softplus = {"softplus", softplus, sigmoid};
+const inspect_activation inspect_silu = {"silu", silu, silu_derivative};
+const inspect_activation inspect_gelu = {"gelu", gelu, gelu_derivative};
+const inspect_activation inspect_gelu_tanh = {"gelu_tanh", gelu_tanh, gelu_tanh_derivative};
+
+/* ---- Closed form --------------------------------------------------------- */
 
 /* Everything the closed form needs, in double. Arrays are indexed by layer
  * t = 0 … T; entries that a layer does not have stay NULL. */
@@ -45,7 +202,7 @@ static void closed_form_free(closed_form *form)
 /* Fills h(0) = x and h(t) = g(z(t)) for the hidden layers (eq. 2), from the
  * engine's z(t). */
 static bool compute_activations(closed_form *form, const inspect_layer *layers, tt_tensor *x,
-                                const inspect_activation *activation)
+                                const inspect_activation *activation, double parameter)
 {
     const size_t n = form->n;
     form->h[0] = malloc(form->widths[0] * n * sizeof(double));
@@ -62,7 +219,7 @@ static bool compute_activations(closed_form *form, const inspect_layer *layers, 
         if (form->h[t] == NULL)
             return false;
         for (size_t e = 0; e < d * n; e++)
-            form->h[t][e] = activation->g((double)z[e]);
+            form->h[t][e] = activation->g((double)z[e], parameter);
     }
     return true;
 }
@@ -97,7 +254,7 @@ static bool compute_output_phi(closed_form *form, const inspect_layer *output,
 
 /* φ(t) = (φ(t+1)·W(t+1)) ⊙ g'(z(t))ᵀ for t = T − 1 … 1 (eq. 12). */
 static bool compute_hidden_phi(closed_form *form, const inspect_layer *layers,
-                               const inspect_activation *activation)
+                               const inspect_activation *activation, double parameter)
 {
     const size_t n = form->n;
     for (size_t t = form->n_layers - 1; t >= 1; t--) {
@@ -115,7 +272,7 @@ static bool compute_hidden_phi(closed_form *form, const inspect_layer *layers,
                 double sum = 0.0;
                 for (size_t j = 0; j < d_next; j++)
                     sum += phi_next[i * d_next + j] * (double)w_next[j * d + k];
-                phi[i * d + k] = sum * activation->derivative((double)z[k * n + i]);
+                phi[i * d + k] = sum * activation->derivative((double)z[k * n + i], parameter);
             }
         }
     }
@@ -239,8 +396,8 @@ bool inspect_write_dot(const tt_tape *tape, const char *path, char *message,
 
 bool inspect_print_comparison(FILE *out, const inspect_layer *layers, size_t n_layers,
                               tt_tensor *x, const int32_t *labels,
-                              const inspect_activation *activation, double *worst,
-                              char *message, size_t message_size)
+                              const inspect_activation *activation, double parameter,
+                              double *worst, char *message, size_t message_size)
 {
     for (size_t t = 1; t <= n_layers; t++) {
         const inspect_layer *l = &layers[t - 1];
@@ -264,9 +421,9 @@ bool inspect_print_comparison(FILE *out, const inspect_layer *layers, size_t n_l
         form.widths[0] = tt_tensor_rows(x);
         for (size_t t = 1; t <= n_layers; t++)
             form.widths[t] = tt_tensor_rows(layers[t - 1].w);
-        ok = compute_activations(&form, layers, x, activation) &&
+        ok = compute_activations(&form, layers, x, activation, parameter) &&
              compute_output_phi(&form, &layers[n_layers - 1], labels) &&
-             compute_hidden_phi(&form, layers, activation);
+             compute_hidden_phi(&form, layers, activation, parameter);
     }
 
     double largest = 0.0;

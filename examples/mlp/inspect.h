@@ -24,17 +24,30 @@
 
 #include "tensortape.h"
 
-/* A hidden-layer activation g and its derivative g', elementwise, in double. */
-typedef double (*inspect_function)(double z);
+/* A hidden-layer activation g or its derivative g', elementwise, in
+ * double. `parameter` is the leaky ReLU slope or the ELU alpha, and the
+ * activations without one ignore it. */
+typedef double (*inspect_function)(double z, double parameter);
 
 typedef struct inspect_activation {
-    const char *name;
+    const char *name;            /* the name of the engine's op, e.g. "leaky_relu" */
     inspect_function g;          /* eq. 2: h = g(z) */
     inspect_function derivative; /* g', used by eq. 12 */
 } inspect_activation;
 
-/* ReLU, eq. 15, and its derivative with ReLU'(0) = 0, eq. 16. */
-extern const inspect_activation inspect_relu;
+/* The built-in activations of include/tensortape.h, with the derivatives
+ * that the engine's ops take at their kinks at 0: ReLU'(0) = 0 (eq. 16),
+ * and the left-hand slopes `parameter` for leaky ReLU and alpha·exp(0) for
+ * ELU. */
+extern const inspect_activation inspect_relu;       /* eq. 15 and 16 */
+extern const inspect_activation inspect_sigmoid;
+extern const inspect_activation inspect_tanh;
+extern const inspect_activation inspect_leaky_relu; /* slope `parameter` below 0 */
+extern const inspect_activation inspect_elu;        /* alpha `parameter` */
+extern const inspect_activation inspect_softplus;
+extern const inspect_activation inspect_silu;       /* x·sigmoid(x) */
+extern const inspect_activation inspect_gelu;       /* x·Φ(x), Φ from erfc */
+extern const inspect_activation inspect_gelu_tanh;  /* x·sigmoid(2u) */
 
 /* One layer t of a recorded step, after tt_tape_backward(). */
 typedef struct inspect_layer {
@@ -54,15 +67,17 @@ typedef struct inspect_difference {
 } inspect_difference;
 
 /* Computes φ(t), ψ(t) and eq. 14 for layers[0 .. n_layers) (layer t is
- * layers[t − 1]) from the batch x (s × n), its labels and `activation`,
- * compares them with the engine's gradients and prints one line per
- * quantity to `out`, output layer first. `worst` (may be NULL) receives
- * the largest relative difference over every quantity. Returns false with
- * a message in `message` if memory runs out or a gradient is missing. */
+ * layers[t − 1]) from the batch x (s × n), its labels, and `activation`
+ * with `parameter`, the slope or alpha that the engine's op used (ignored
+ * by the activations without one). Compares them with the engine's
+ * gradients and prints one line per quantity to `out`, output layer
+ * first. `worst` (may be NULL) receives the largest relative difference
+ * over every quantity. Returns false with a message in `message` if memory
+ * runs out or a gradient is missing. */
 bool inspect_print_comparison(FILE *out, const inspect_layer *layers, size_t n_layers,
                               tt_tensor *x, const int32_t *labels,
-                              const inspect_activation *activation, double *worst,
-                              char *message, size_t message_size);
+                              const inspect_activation *activation, double parameter,
+                              double *worst, char *message, size_t message_size);
 
 /* Writes the tape as a Graphviz DOT graph (tt_tape_write_dot) to the file
  * at `path`. Returns false with a message naming the file if it cannot be

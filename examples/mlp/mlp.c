@@ -111,7 +111,8 @@
 
 /* A hidden-layer activation that --activation accepts: a built-in op with
  * no parameter (`apply`), or with one (`apply_with`, given
- * `default_parameter` unless the user writes NAME:VALUE).
+ * `default_parameter` unless the user writes NAME:VALUE), and the same
+ * function in double for the closed form of --inspect (`inspect`).
  *
  * To train with an activation of your own, write f and f' as plain C
  * functions and create it once with the user-defined activation API, e.g.
@@ -129,20 +130,21 @@ typedef struct hidden_activation {
     tt_tensor *(*apply_with)(tt_tape *tape, tt_tensor *x, tt_real parameter);
     const char *parameter_name; /* NULL for an activation without a parameter */
     double default_parameter;
+    const inspect_activation *inspect;
 } hidden_activation;
 
 /* The leaky ReLU slope 0.01 and the ELU alpha 1 are the usual defaults,
  * those of PyTorch's LeakyReLU and ELU. */
 static const hidden_activation hidden_activations[] = {
-    {"relu", tt_relu, NULL, NULL, 0},
-    {"sigmoid", tt_sigmoid, NULL, NULL, 0},
-    {"tanh", tt_tanh, NULL, NULL, 0},
-    {"leaky_relu", NULL, tt_leaky_relu, "slope", 0.01},
-    {"elu", NULL, tt_elu, "alpha", 1.0},
-    {"softplus", tt_softplus, NULL, NULL, 0},
-    {"silu", tt_silu, NULL, NULL, 0},
-    {"gelu", tt_gelu, NULL, NULL, 0},
-    {"gelu_tanh", tt_gelu_tanh, NULL, NULL, 0},
+    {"relu", tt_relu, NULL, NULL, 0, &inspect_relu},
+    {"sigmoid", tt_sigmoid, NULL, NULL, 0, &inspect_sigmoid},
+    {"tanh", tt_tanh, NULL, NULL, 0, &inspect_tanh},
+    {"leaky_relu", NULL, tt_leaky_relu, "slope", 0.01, &inspect_leaky_relu},
+    {"elu", NULL, tt_elu, "alpha", 1.0, &inspect_elu},
+    {"softplus", tt_softplus, NULL, NULL, 0, &inspect_softplus},
+    {"silu", tt_silu, NULL, NULL, 0, &inspect_silu},
+    {"gelu", tt_gelu, NULL, NULL, 0, &inspect_gelu},
+    {"gelu_tanh", tt_gelu_tanh, NULL, NULL, 0, &inspect_gelu_tanh},
 };
 
 #define N_HIDDEN_ACTIVATIONS (sizeof hidden_activations / sizeof hidden_activations[0])
@@ -163,6 +165,7 @@ typedef struct options {
     const char *plot_path; /* per-epoch SVG chart, or NULL */
     const hidden_activation *activation; /* g of the hidden layers */
     double activation_parameter;         /* its parameter, if it takes one */
+    bool activation_given; /* --activation was on the command line */
     bool hidden_given; /* --hidden was on the command line */
     const char *save_path; /* --save: where to save the model, or NULL */
     const char *load_path; /* --load: the model to start from, or NULL */
@@ -238,19 +241,23 @@ static void print_help(void)
            "                 the same for every count (default: one per online CPU)\n"
            "  --quiet        print only the final key=value line\n"
            "  --inspect      instead of training, run one step on the first batch with\n"
-           "                 the initial weights, print its tape and each layer's\n"
-           "                 gradients beside the closed form of the README's equations\n"
-           "                 11-14\n"
+           "                 the initial weights (or those of --load), print its tape\n"
+           "                 and each layer's gradients beside the closed form of the\n"
+           "                 README's equations 11-14, computed in double with the\n"
+           "                 --activation function and its derivative\n"
            "  --dot FILE     write the tape of that step as a Graphviz DOT graph to FILE\n"
            "                 (before training, unless --inspect is given)\n"
            "  --log FILE     write one CSV row per epoch to FILE: epoch, train_loss,\n"
            "                 test_accuracy, seconds\n"
            "  --plot FILE    write an SVG chart of the loss and accuracy per epoch to FILE\n"
            "  --save FILE    after training, save the parameters w1, b1, w2, ... and the\n"
-           "                 layer widths and activation as metadata to FILE, in the\n"
-           "                 safetensors format; the old FILE is replaced atomically\n"
+           "                 layer widths, activation and its parameter as metadata to\n"
+           "                 FILE, in the safetensors format; the old FILE is replaced\n"
+           "                 atomically\n"
            "  --load FILE    start from the model in FILE, saved by --save: its widths\n"
-           "                 replace --hidden, which must not be given as well\n"
+           "                 replace --hidden, which must not be given as well, and its\n"
+           "                 activation replaces --activation, which if given must be\n"
+           "                 the same, parameter included\n"
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
@@ -356,6 +363,19 @@ static bool parse_width_list(const char *text, size_t **widths, size_t *count)
     return true;
 }
 
+/* Returns the activation named by the `length` bytes at `name`, or NULL if
+ * there is none. */
+static const hidden_activation *find_activation(const char *name, size_t length)
+{
+    for (size_t i = 0; i < N_HIDDEN_ACTIVATIONS; i++) {
+        const hidden_activation *candidate = &hidden_activations[i];
+        if (strlen(candidate->name) == length && strncmp(name, candidate->name, length) == 0) {
+            return candidate;
+        }
+    }
+    return NULL;
+}
+
 /* Parses NAME or NAME:VALUE into the activation and its parameter; an
  * activation without a parameter accepts only NAME. */
 static bool parse_activation(const char *text, const hidden_activation **activation,
@@ -363,31 +383,26 @@ static bool parse_activation(const char *text, const hidden_activation **activat
 {
     const char *colon = strchr(text, ':');
     size_t name_length = colon != NULL ? (size_t)(colon - text) : strlen(text);
-    for (size_t i = 0; i < N_HIDDEN_ACTIVATIONS; i++) {
-        const hidden_activation *candidate = &hidden_activations[i];
-        if (strlen(candidate->name) != name_length ||
-            strncmp(text, candidate->name, name_length) != 0) {
-            continue;
-        }
-        if (colon == NULL) {
-            *activation = candidate;
-            *parameter = candidate->default_parameter;
-            return true;
-        }
-        /* The value is applied in tt_real, so it must be finite there too. */
-        char *end = NULL;
-        errno = 0;
-        double value = strtod(colon + 1, &end);
-        if (candidate->parameter_name == NULL || colon[1] == '\0' ||
-            isspace((unsigned char)colon[1]) || errno != 0 || *end != '\0' ||
-            !isfinite((tt_real)value)) {
-            return false;
-        }
-        *activation = candidate;
-        *parameter = value;
+    const hidden_activation *found = find_activation(text, name_length);
+    if (found == NULL) {
+        return false;
+    }
+    if (colon == NULL) {
+        *activation = found;
+        *parameter = found->default_parameter;
         return true;
     }
-    return false;
+    /* The value is applied in tt_real, so it must be finite there too. */
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(colon + 1, &end);
+    if (found->parameter_name == NULL || colon[1] == '\0' || isspace((unsigned char)colon[1]) ||
+        errno != 0 || *end != '\0' || !isfinite((tt_real)value)) {
+        return false;
+    }
+    *activation = found;
+    *parameter = value;
+    return true;
 }
 
 /* Options that take a value, in the order of option_names. */
@@ -475,6 +490,7 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         return NULL;
     }
     case OPTION_ACTIVATION:
+        opts->activation_given = true;
         return parse_activation(value, &opts->activation, &opts->activation_parameter)
                    ? NULL
                    : "relu, sigmoid, tanh, leaky_relu[:SLOPE], elu[:ALPHA], softplus, silu, "
@@ -716,20 +732,78 @@ static tt_optimizer *model_optimizer(const model *net, const options *opts, tt_e
 
 /* ---- Model files (see model_file.h) ---------------------------------------- */
 
-/* Name of the hidden activation written to and expected in model files. */
-#define ACTIVATION_NAME "relu"
+/* Writes the activation as --activation takes it, NAME or NAME:VALUE, with
+ * the value in the digits that a model file records. */
+static void describe_activation(const hidden_activation *activation, double parameter,
+                                char *text, size_t size)
+{
+    if (activation->parameter_name == NULL) {
+        snprintf(text, size, "%s", activation->name);
+        return;
+    }
+    char value[MODEL_FILE_REAL_TEXT_MAX];
+    model_file_format_real((tt_real)parameter, value);
+    snprintf(text, size, "%s:%s", activation->name, value);
+}
 
-/* Opens opts->load_path, checks that its model fits the data and uses
- * ReLU, and sets the hidden widths in `opts` to the file's. Returns the
+/* Sets opts->activation and its parameter to those of the model file at
+ * `path`, described by `arch`. A file without "activation_parameter" gets
+ * the activation's default parameter. If --activation was given, it must
+ * name the same activation and parameter. Returns false after printing the
+ * error. */
+static bool use_saved_activation(options *opts, const char *path,
+                                 const model_architecture *arch)
+{
+    const hidden_activation *saved = find_activation(arch->activation, strlen(arch->activation));
+    if (saved == NULL) {
+        fprintf(stderr, "mlp: %s: unknown activation '%s' in the metadata; expected relu, "
+                        "sigmoid, tanh, leaky_relu, elu, softplus, silu, gelu or gelu_tanh\n",
+                path, arch->activation);
+        return false;
+    }
+    if (saved->parameter_name == NULL && arch->has_activation_parameter) {
+        fprintf(stderr, "mlp: %s: the activation '%s' takes no parameter, but the metadata "
+                        "gives activation_parameter %g\n",
+                path, saved->name, arch->activation_parameter);
+        return false;
+    }
+    double parameter = arch->has_activation_parameter ? arch->activation_parameter
+                                                      : saved->default_parameter;
+
+    /* The parameters are compared as the op applies them, in tt_real. */
+    if (opts->activation_given &&
+        (opts->activation != saved ||
+         (tt_real)opts->activation_parameter != (tt_real)parameter)) {
+        char in_file[MODEL_FILE_ACTIVATION_MAX + MODEL_FILE_REAL_TEXT_MAX];
+        char given[MODEL_FILE_ACTIVATION_MAX + MODEL_FILE_REAL_TEXT_MAX];
+        describe_activation(saved, parameter, in_file, sizeof in_file);
+        describe_activation(opts->activation, opts->activation_parameter, given, sizeof given);
+        fprintf(stderr, "mlp: %s: the model's activation is '%s', but --activation gives '%s'; "
+                        "omit --activation to use the model's\n",
+                path, in_file, given);
+        return false;
+    }
+    opts->activation = saved;
+    opts->activation_parameter = parameter;
+    return true;
+}
+
+/* Opens opts->load_path, checks that its model fits the data, and sets the
+ * hidden widths and the activation in `opts` to the file's. Returns the
  * open file, or NULL after printing the error. */
 static tt_safetensors *open_saved_model(options *opts, size_t n_inputs)
 {
     tt_error err = {0};
     model_architecture arch = {0};
     tt_safetensors *file =
-        model_file_open(opts->load_path, n_inputs, N_CLASSES, ACTIVATION_NAME, &arch, &err);
+        model_file_open(opts->load_path, n_inputs, N_CLASSES, NULL, &arch, &err);
     if (file == NULL) {
         fprintf(stderr, "mlp: %s\n", err.message);
+        return NULL;
+    }
+    if (!use_saved_activation(opts, opts->load_path, &arch)) {
+        model_architecture_free(&arch);
+        tt_safetensors_close(file);
         return NULL;
     }
     free(opts->hidden);
@@ -784,16 +858,18 @@ static bool read_saved_model(const tt_safetensors *file, model *net)
     return read;
 }
 
-/* Saves `net` and its widths to `path`. Returns false after printing the
- * error. */
+/* Saves `net`, its widths and its activation to `path`. Returns false
+ * after printing the error. */
 static bool save_model(const char *path, const model *net, const size_t *widths)
 {
     tt_tensor **weights = NULL;
     tt_tensor **biases = NULL;
     tt_error err = {0};
+    const tt_real *parameter =
+        net->activation->parameter_name != NULL ? &net->activation_parameter : NULL;
     bool saved = model_parameters(net, &weights, &biases) &&
                  model_file_save(path, weights, biases, net->n_layers, widths,
-                                 ACTIVATION_NAME, &err);
+                                 net->activation->name, parameter, &err);
     if (!saved && err.message[0] != '\0') {
         fprintf(stderr, "mlp: %s\n", err.message);
     }
@@ -1025,10 +1101,12 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
                n, (double)tt_tensor_data(loss)[0]);
         tt_tape_print(tape, stdout);
         putchar('\n');
-        /* The hidden layers of model_forward apply ReLU, eq. 15. */
+        /* The closed form applies the g and g' of the hidden layers' op. */
         double worst = 0.0;
         if (!inspect_print_comparison(stdout, layers, net->n_layers, x, buffers->labels,
-                                      &inspect_relu, &worst, message, sizeof message)) {
+                                      net->activation->inspect,
+                                      (double)net->activation_parameter, &worst, message,
+                                      sizeof message)) {
             fprintf(stderr, "mlp: %s\n", message);
             ok = false;
         } else {

@@ -1,9 +1,12 @@
 /* The MLP's parameters in a safetensors file; see model_file.h. */
 #include "model_file.h"
 
+#include <ctype.h>
 #include <errno.h>
-#include <stdarg.h>
+#include <float.h>
 #include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,14 @@
 /* Metadata keys. */
 #define WIDTHS_KEY "widths"
 #define ACTIVATION_KEY "activation"
+#define ACTIVATION_PARAMETER_KEY "activation_parameter"
+
+/* Significant digits that always read back as the same tt_real. */
+#if TT_REAL_IS_DOUBLE
+#define REAL_ROUND_TRIP_DIGITS DBL_DECIMAL_DIG
+#else
+#define REAL_ROUND_TRIP_DIGITS FLT_DECIMAL_DIG
+#endif
 
 /* Room for "w" or "b" and a size_t in decimal. */
 #define PARAMETER_NAME_MAX 32
@@ -63,9 +74,20 @@ static void parameter_list_free(parameter_list *list)
     free(list->names);
 }
 
+void model_file_format_real(tt_real value, char text[MODEL_FILE_REAL_TEXT_MAX])
+{
+    char candidate[MODEL_FILE_REAL_TEXT_MAX];
+    for (int digits = 1; digits <= REAL_ROUND_TRIP_DIGITS; digits++) {
+        snprintf(candidate, sizeof candidate, "%.*g", digits, (double)value);
+        if ((tt_real)strtod(candidate, NULL) == value)
+            break;
+    }
+    memcpy(text, candidate, sizeof candidate);
+}
+
 bool model_file_save(const char *path, tt_tensor *const *weights, tt_tensor *const *biases,
                      size_t n_layers, const size_t *widths, const char *activation,
-                     tt_error *err)
+                     const tt_real *activation_parameter, tt_error *err)
 {
     parameter_list list;
     const size_t text_size = (n_layers + 1) * WIDTH_TEXT_MAX;
@@ -81,9 +103,15 @@ bool model_file_save(const char *path, tt_tensor *const *weights, tt_tensor *con
                                    t > 0 ? "," : "", widths[t]);
     }
 
+    char parameter_text[MODEL_FILE_REAL_TEXT_MAX] = "";
+    if (activation_parameter != NULL)
+        model_file_format_real(*activation_parameter, parameter_text);
     const tt_metadata_item metadata[] = {{WIDTHS_KEY, widths_text},
-                                         {ACTIVATION_KEY, activation}};
-    tt_status status = tt_safetensors_save(path, list.tensors, 2 * n_layers, metadata, 2, err);
+                                         {ACTIVATION_KEY, activation},
+                                         {ACTIVATION_PARAMETER_KEY, parameter_text}};
+    const size_t n_metadata = activation_parameter != NULL ? 3 : 2;
+    tt_status status =
+        tt_safetensors_save(path, list.tensors, 2 * n_layers, metadata, n_metadata, err);
     parameter_list_free(&list);
     free(widths_text);
     return status == TT_OK;
@@ -119,11 +147,27 @@ static bool parse_widths(const char *text, size_t **widths, size_t *count)
     return true;
 }
 
+/* Parses a number that fills all of `text` and is finite as a tt_real. */
+static bool parse_real(const char *text, double *value)
+{
+    if (text[0] == '\0' || isspace((unsigned char)text[0]))
+        return false;
+    char *end = NULL;
+    errno = 0;
+    double parsed = strtod(text, &end);
+    if (errno != 0 || *end != '\0' || !isfinite((tt_real)parsed))
+        return false;
+    *value = parsed;
+    return true;
+}
+
 bool model_file_architecture(const tt_safetensors *file, const char *path,
                              model_architecture *arch, tt_error *err)
 {
     arch->widths = NULL;
     arch->n_layers = 0;
+    arch->has_activation_parameter = false;
+    arch->activation_parameter = 0;
     const char *widths = tt_safetensors_metadata(file, WIDTHS_KEY);
     const char *activation = tt_safetensors_metadata(file, ACTIVATION_KEY);
     if (widths == NULL || activation == NULL)
@@ -140,6 +184,15 @@ bool model_file_architecture(const tt_safetensors *file, const char *path,
                     "%d bytes", path, MODEL_FILE_ACTIVATION_MAX - 1);
     }
     strcpy(arch->activation, activation);
+    const char *parameter = tt_safetensors_metadata(file, ACTIVATION_PARAMETER_KEY);
+    if (parameter != NULL) {
+        if (!parse_real(parameter, &arch->activation_parameter)) {
+            model_architecture_free(arch);
+            return fail(err, TT_ERR_FORMAT, "%s: invalid %s '%s' in the metadata; expected a "
+                        "finite number", path, ACTIVATION_PARAMETER_KEY, parameter);
+        }
+        arch->has_activation_parameter = true;
+    }
 
     /* Exactly w1, b1, …, wT, bT: a file with other tensors is another model. */
     size_t expected = 2 * arch->n_layers;
@@ -157,6 +210,8 @@ void model_architecture_free(model_architecture *arch)
     free(arch->widths);
     arch->widths = NULL;
     arch->n_layers = 0;
+    arch->has_activation_parameter = false;
+    arch->activation_parameter = 0;
 }
 
 tt_safetensors *model_file_open(const char *path, size_t n_inputs, size_t n_outputs,
@@ -178,9 +233,11 @@ tt_safetensors *model_file_open(const char *path, size_t n_inputs, size_t n_outp
     else if (arch->widths[arch->n_layers] != n_outputs)
         fail(err, TT_ERR_SHAPE, "%s: the model has %zu outputs, but the data have %zu classes",
              path, arch->widths[arch->n_layers], n_outputs);
-    else if (strcmp(arch->activation, activation) != 0)
-        fail(err, TT_ERR_FORMAT, "%s: the model's activation is '%s', but only '%s' is "
-             "supported", path, arch->activation, activation);
+    else if (activation != NULL &&
+             (strcmp(arch->activation, activation) != 0 || arch->has_activation_parameter))
+        fail(err, TT_ERR_FORMAT, "%s: the model's activation is '%s'%s, but only '%s' is "
+             "supported", path, arch->activation,
+             arch->has_activation_parameter ? " with a parameter" : "", activation);
     else
         usable = true;
     if (!usable) {

@@ -1,5 +1,7 @@
 """Runs the mlp example on a tiny synthetic IDX data set and checks the
-output of --inspect, --dot, --log and --plot.
+output of --inspect, --dot, --log and --plot, the closed-form comparison of
+--inspect for every --activation, and model files saved with --save and
+read with --load.
 
 Usage: test_mlp_tools.py MLP [DOT]
 
@@ -8,6 +10,7 @@ used to render the --dot output. The data set has 6 x 6 images of four
 classes: class c has a brighter row c over uniform noise.
 """
 import csv
+import json
 import math
 import os
 import random
@@ -23,14 +26,28 @@ TRAIN_COUNT = 96
 TEST_COUNT = 32
 BATCH = 16
 HIDDEN = "8,5"
+# d_0 … d_T of that model: the pixels, the hidden widths and mlp's 10 classes.
+WIDTHS = [SIDE * SIDE, 8, 5, 10]
 EPOCHS = 3
 
 # The engine's gradients and the closed form (computed in double from the
-# same z(t)) differ only by the engine's rounding. In float that is a few
-# units of 2^-24 relative to each tensor's largest entry, about 1e-7 in
-# this data set. 1e-5 leaves a margin of 100 and still fails for a wrong
-# term, sign or factor, which differs by order 1.
-RELATIVE_TOLERANCE = 1e-5
+# same z(t)) differ only by the engine's rounding: a few units of the unit
+# roundoff relative to each tensor's largest entry. Over the checks below,
+# in float (2^-24) that is at most about 4e-7, and 1e-5 leaves a margin of
+# 25; in double (2^-53) at most about 2e-15, and 1e-13 leaves a margin of 50.
+# Both still fail for a wrong term, sign, factor or parameter, which gives
+# differences of 1e-3 or more. Keyed by the dtype of the build's model files.
+RELATIVE_TOLERANCE = {"F32": 1e-5, "F64": 1e-13}
+
+# Every --activation, those with a parameter at a value other than the
+# default, so that a closed form that ignores the parameter fails.
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "leaky_relu:0.1", "elu:0.5", "softplus", "silu",
+               "gelu", "gelu_tanh"]
+
+# Training for the model file checks: enough for every activation to move
+# the test accuracy away from its initial value on this data set.
+SAVE_EPOCHS = 10
+SAVE_LEARNING_RATE = "0.5"
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -65,7 +82,39 @@ def check(condition, message):
         fail(message)
 
 
-def check_inspect(mlp, data, directory, dot):
+# One --inspect row: layer, gradient, shape, max |diff|, relative.
+INSPECT_ROW = re.compile(r"^\s*(\d+)\s+dL/d([zWb])\((\d+)\)\s+(\d+)x(\d+)\s+(\S+)\s+(\S+)\s")
+
+
+def check_inspect_rows(stdout, widths, label, tolerance):
+    """Checks that --inspect printed one row per layer and gradient, output
+    layer first, with the right shapes and each relative difference at most
+    `tolerance`. widths[t] is d_t."""
+    rows = [m for m in map(INSPECT_ROW.match, stdout.splitlines()) if m]
+    n_layers = len(widths) - 1
+    want = [(t, g) for t in range(n_layers, 0, -1) for g in "zWb"]
+    check([(int(m.group(1)), m.group(2)) for m in rows] == want,
+          "%s: rows of --inspect are %s, want %s" % (
+              label, [(m.group(1), m.group(2)) for m in rows], want))
+    for m in rows:
+        t = int(m.group(1))
+        shape = (int(m.group(4)), int(m.group(5)))
+        want_shape = {"z": (widths[t], BATCH), "W": (widths[t], widths[t - 1]),
+                      "b": (widths[t], 1)}[m.group(2)]
+        check(shape == want_shape, "%s: dL/d%s(%d) is %s, want %s"
+              % (label, m.group(2), t, shape, want_shape))
+        relative = float(m.group(7))
+        check(math.isfinite(relative) and relative <= tolerance,
+              "%s: dL/d%s(%d): relative difference %g exceeds %g"
+              % (label, m.group(2), t, relative, tolerance))
+
+
+def tape_ops(stdout):
+    """The op of each record in the tape table that --inspect prints."""
+    return re.findall(r"^ +\d+  (\w+) ", stdout, re.M)
+
+
+def check_inspect(mlp, data, directory, dot, tolerance):
     dot_path = os.path.join(directory, "step.dot")
     log_path = os.path.join(directory, "unused.csv")
     result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", str(BATCH), "--inspect",
@@ -73,26 +122,7 @@ def check_inspect(mlp, data, directory, dot):
     check(result.returncode == 0, "mlp --inspect exited with %d: %s"
           % (result.returncode, result.stderr))
     check(not os.path.exists(log_path), "--inspect trained and wrote the log")
-
-    # One row per layer and gradient, output layer first.
-    row = re.compile(r"^\s*(\d+)\s+dL/d([zWb])\((\d+)\)\s+(\d+)x(\d+)\s+(\S+)\s+(\S+)\s")
-    rows = [m for m in map(row.match, result.stdout.splitlines()) if m]
-    want = [(t, g) for t in (3, 2, 1) for g in "zWb"]
-    check([(int(m.group(1)), m.group(2)) for m in rows] == want,
-          "rows of --inspect are %s, want %s" % (
-              [(m.group(1), m.group(2)) for m in rows], want))
-    widths = {0: SIDE * SIDE, 1: 8, 2: 5, 3: 10}
-    for m in rows:
-        t = int(m.group(1))
-        shape = (int(m.group(4)), int(m.group(5)))
-        want_shape = {"z": (widths[t], BATCH), "W": (widths[t], widths[t - 1]),
-                      "b": (widths[t], 1)}[m.group(2)]
-        check(shape == want_shape, "dL/d%s(%d) is %s, want %s"
-              % (m.group(2), t, shape, want_shape))
-        relative = float(m.group(7))
-        check(math.isfinite(relative) and relative <= RELATIVE_TOLERANCE,
-              "dL/d%s(%d): relative difference %g exceeds %g"
-              % (m.group(2), t, relative, RELATIVE_TOLERANCE))
+    check_inspect_rows(result.stdout, WIDTHS, "relu", tolerance)
     check("largest relative difference:" in result.stdout, "no summary line")
     check("\ntape: 9 records, gradients from the last backward pass\n" in result.stdout,
           "--inspect printed no tape table")
@@ -115,6 +145,214 @@ def check_inspect(mlp, data, directory, dot):
                                   capture_output=True, text=True, timeout=120)
         check(rendered.returncode == 0, "dot failed: " + rendered.stderr)
         ElementTree.parse(svg_path)
+
+
+def check_inspect_activations(mlp, data, tolerance):
+    """--inspect compares with the closed form of the chosen activation."""
+    for activation in ACTIVATIONS:
+        result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", str(BATCH),
+                     "--inspect", "--activation", activation)
+        check(result.returncode == 0, "mlp --inspect --activation %s exited with %d: %s"
+              % (activation, result.returncode, result.stderr))
+        name = activation.split(":")[0]
+        check(tape_ops(result.stdout).count(name) == len(WIDTHS) - 2,
+              "--activation %s: the tape's ops are %s" % (activation, tape_ops(result.stdout)))
+        check_inspect_rows(result.stdout, WIDTHS, activation, tolerance)
+
+
+def read_header(path):
+    """The JSON header of a safetensors file."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(size))
+
+
+def rewrite_metadata(source, target, metadata):
+    """Copies the safetensors file `source` to `target` with `metadata` as
+    its metadata, padding the header with spaces to a multiple of 8 bytes."""
+    with open(source, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        tensors = f.read()
+    header["__metadata__"] = metadata
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(target, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + tensors)
+
+
+def zero_first_unit(source, target):
+    """Copies the model file `source` to `target` with row 0 of w1 and b1
+    set to zero, so that z(1) is exactly 0 in row 0 for every sample: the
+    kink of relu, leaky_relu and elu."""
+    with open(source, "rb") as f:
+        data = bytearray(f.read())
+    (size,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + size])
+    for name in ("w1", "b1"):
+        entry = header[name]
+        begin, end = entry["data_offsets"]
+        row_bytes = (end - begin) // entry["shape"][0]
+        start = 8 + size + begin
+        data[start:start + row_bytes] = bytes(row_bytes)  # +0.0 in F32 and F64
+    with open(target, "wb") as f:
+        f.write(data)
+
+
+def build_dtype(mlp, data, directory):
+    """The dtype of the build's model files: F32 for float, F64 for double."""
+    path = os.path.join(directory, "dtype.safetensors")
+    result = run(mlp, "--data", data, "--hidden", "", "--epochs", "0", "--save", path)
+    check(result.returncode == 0, "mlp --save exited with %d: %s"
+          % (result.returncode, result.stderr))
+    return read_header(path)["w1"]["dtype"]
+
+
+def final_accuracy(result):
+    """The test accuracy of mlp's key=value summary line."""
+    found = re.search(r"^epochs=\d+ .*test_accuracy=(\S+)$", result.stdout, re.M)
+    check(found is not None, "no summary line in %r" % result.stdout)
+    return found.group(1)
+
+
+def check_save_and_load(mlp, data, directory, tolerance):
+    """A model saved with each activation records it and its parameter,
+    loads back with them and evaluates to the accuracy it was saved with."""
+    for activation in ACTIVATIONS:
+        name, _, parameter = activation.partition(":")
+        path = os.path.join(directory, name + ".safetensors")
+        trained = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", str(BATCH),
+                      "--epochs", str(SAVE_EPOCHS), "--lr", SAVE_LEARNING_RATE,
+                      "--activation", activation, "--save", path)
+        check(trained.returncode == 0, "mlp --activation %s --save exited with %d: %s"
+              % (activation, trained.returncode, trained.stderr))
+        metadata = read_header(path)["__metadata__"]
+        want = {"widths": ",".join(map(str, WIDTHS)), "activation": name}
+        if parameter:
+            want["activation_parameter"] = parameter
+        check(metadata == want, "--activation %s saved metadata %s, want %s"
+              % (activation, metadata, want))
+
+        loaded = run(mlp, "--data", data, "--batch", str(BATCH), "--epochs", "0", "--load", path)
+        check(loaded.returncode == 0, "mlp --load of a %s model exited with %d: %s"
+              % (activation, loaded.returncode, loaded.stderr))
+        check(final_accuracy(loaded) == final_accuracy(trained),
+              "the %s model's accuracy is %s after --load, %s after training"
+              % (activation, final_accuracy(loaded), final_accuracy(trained)))
+
+        # The trained weights give larger z(t) than the initial ones, so
+        # this also compares the closed form further out on g.
+        inspected = run(mlp, "--data", data, "--batch", str(BATCH), "--inspect", "--load", path)
+        check(inspected.returncode == 0, "mlp --inspect --load of a %s model exited with %d: %s"
+              % (activation, inspected.returncode, inspected.stderr))
+        check(tape_ops(inspected.stdout).count(name) == len(WIDTHS) - 2,
+              "the %s model was loaded with the ops %s" % (activation, tape_ops(inspected.stdout)))
+        check_inspect_rows(inspected.stdout, WIDTHS, activation + " after --load", tolerance)
+
+        # At z = 0 the closed form must take the derivative that the op
+        # takes there, e.g. alpha for elu rather than 1.
+        kink = os.path.join(directory, name + "-kink.safetensors")
+        zero_first_unit(path, kink)
+        inspected = run(mlp, "--data", data, "--batch", str(BATCH), "--inspect", "--load", kink)
+        check(inspected.returncode == 0, "mlp --inspect --load of a %s model exited with %d: %s"
+              % (activation, inspected.returncode, inspected.stderr))
+        zeros = re.search(r"^ +1  add .*\n +value .* zeros (\d+)/", inspected.stdout, re.M)
+        check(zeros is not None and int(zeros.group(1)) >= BATCH,
+              "z(1) of the %s model has fewer than %d zeros" % (activation, BATCH))
+        check_inspect_rows(inspected.stdout, WIDTHS, activation + " at z = 0", tolerance)
+
+        matching = run(mlp, "--data", data, "--batch", str(BATCH), "--epochs", "0", "--load",
+                       path, "--activation", activation)
+        check(matching.returncode == 0 and final_accuracy(matching) == final_accuracy(trained),
+              "--load of a %s model with the same --activation gave %d: %s"
+              % (activation, matching.returncode, matching.stderr))
+
+
+def check_parameter_round_trip(mlp, data, directory, dtype):
+    """A parameter with more digits than a float keeps is saved with the
+    fewest digits that read back as the tt_real that training used."""
+    path = os.path.join(directory, "digits.safetensors")
+    given = "0.123456789"
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "0", "--activation",
+                 "leaky_relu:" + given, "--save", path)
+    check(result.returncode == 0, "mlp --save exited with %d: %s"
+          % (result.returncode, result.stderr))
+    saved = read_header(path)["__metadata__"]["activation_parameter"]
+    # 0.123456789 rounds to the float 0.123456791043…, which "0.12345679"
+    # reads back as; in double the given text is already the shortest.
+    want = {"F32": "0.12345679", "F64": given}[dtype]
+    check(saved == want, "leaky_relu:%s saved activation_parameter %r, want %r"
+          % (given, saved, want))
+    loaded = run(mlp, "--data", data, "--epochs", "0", "--load", path, "--activation",
+                 "leaky_relu:" + given)
+    check(loaded.returncode == 0, "the saved slope does not match --activation leaky_relu:%s: %s"
+          % (given, loaded.stderr))
+
+
+def check_load_errors(mlp, data, directory):
+    """A file with the metadata of the files written before the activation
+    was saved still loads. A mismatched --activation and an invalid
+    activation in the file are rejected with messages naming the file and
+    the value."""
+    leaky = os.path.join(directory, "leaky_relu.safetensors")  # from check_save_and_load
+    relu = os.path.join(directory, "relu.safetensors")
+    widths = ",".join(map(str, WIDTHS))
+
+    def load(path, *options):
+        return run(mlp, "--data", data, "--batch", str(BATCH), "--epochs", "0", "--load", path,
+                   *options)
+
+    def check_rejected(result, message, case):
+        check(result.returncode == 1 and result.stderr == message,
+              "%s gave %d: %r, want 1: %r" % (case, result.returncode, result.stderr, message))
+
+    old = os.path.join(directory, "old.safetensors")
+    rewrite_metadata(relu, old, {"widths": widths, "activation": "relu"})
+    check(final_accuracy(load(old)) == final_accuracy(load(relu)),
+          "a file with the old metadata loads to another accuracy")
+
+    check_rejected(load(leaky, "--activation", "tanh"),
+                   "mlp: %s: the model's activation is 'leaky_relu:0.1', but --activation "
+                   "gives 'tanh'; omit --activation to use the model's\n" % leaky,
+                   "--activation tanh with a leaky_relu:0.1 model")
+    check_rejected(load(leaky, "--activation", "leaky_relu"),
+                   "mlp: %s: the model's activation is 'leaky_relu:0.1', but --activation "
+                   "gives 'leaky_relu:0.01'; omit --activation to use the model's\n" % leaky,
+                   "--activation leaky_relu with a leaky_relu:0.1 model")
+
+    # Without a parameter, leaky_relu takes its default slope 0.01.
+    default = os.path.join(directory, "default.safetensors")
+    rewrite_metadata(leaky, default, {"widths": widths, "activation": "leaky_relu"})
+    check(load(default, "--activation", "leaky_relu:0.01").returncode == 0,
+          "a leaky_relu file without a parameter does not load with slope 0.01")
+    check_rejected(load(default, "--activation", "leaky_relu:0.1"),
+                   "mlp: %s: the model's activation is 'leaky_relu:0.01', but --activation "
+                   "gives 'leaky_relu:0.1'; omit --activation to use the model's\n" % default,
+                   "--activation leaky_relu:0.1 with a leaky_relu model without a parameter")
+
+    bad = os.path.join(directory, "bad.safetensors")
+    cases = [
+        ({"widths": widths, "activation": "swish"},
+         "mlp: %s: unknown activation 'swish' in the metadata; expected relu, sigmoid, tanh, "
+         "leaky_relu, elu, softplus, silu, gelu or gelu_tanh\n"),
+        ({"widths": widths, "activation": "leaky_relu:0.1"},
+         "mlp: %s: unknown activation 'leaky_relu:0.1' in the metadata; expected relu, "
+         "sigmoid, tanh, leaky_relu, elu, softplus, silu, gelu or gelu_tanh\n"),
+        ({"widths": widths, "activation": "relu", "activation_parameter": "0.5"},
+         "mlp: %s: the activation 'relu' takes no parameter, but the metadata gives "
+         "activation_parameter 0.5\n"),
+        ({"widths": widths, "activation": "elu", "activation_parameter": "one"},
+         "mlp: %s: invalid activation_parameter 'one' in the metadata; expected a finite "
+         "number\n"),
+        ({"widths": widths, "activation": "elu", "activation_parameter": "1e999"},
+         "mlp: %s: invalid activation_parameter '1e999' in the metadata; expected a finite "
+         "number\n"),
+        ({"widths": widths},
+         "mlp: %s: no 'activation' metadata; the file was not saved as an MLP model\n"),
+    ]
+    for metadata, message in cases:
+        rewrite_metadata(relu, bad, metadata)
+        check_rejected(load(bad), message % bad, "metadata %s" % metadata)
 
 
 def check_log_and_plot(mlp, data, directory):
@@ -178,8 +416,14 @@ def main():
         rng = random.Random(1)
         write_idx(data, "train", TRAIN_COUNT, rng)
         write_idx(data, "t10k", TEST_COUNT, rng)
-        check_inspect(mlp, data, directory, dot)
+        dtype = build_dtype(mlp, data, directory)
+        tolerance = RELATIVE_TOLERANCE[dtype]
+        check_inspect(mlp, data, directory, dot, tolerance)
+        check_inspect_activations(mlp, data, tolerance)
         check_log_and_plot(mlp, data, directory)
+        check_save_and_load(mlp, data, directory, tolerance)
+        check_parameter_round_trip(mlp, data, directory, dtype)
+        check_load_errors(mlp, data, directory)
         check_errors(mlp, data, directory)
     if dot is None:
         print("note: dot was not found, so the graph was not rendered")
