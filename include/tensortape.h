@@ -827,6 +827,205 @@ TT_API tt_status tt_gradcheck(tt_loss_function loss, void *context,
                               const tt_gradcheck_options *options, tt_gradcheck_result *result,
                               tt_error *err);
 
+/* ---- Training ---------------------------------------------------------------
+ * Optimizers, weight initializers and a minibatch iterator: the pieces of a
+ * training loop around the tape. None of them prints or takes the tape. */
+
+/* The update rule of an optimizer. Each follows the rule of the PyTorch 1.13
+ * optimizer of the same name (torch.optim.SGD, Adam, AdamW; with their
+ * defaults maximize=False and amsgrad=False, which are not supported here).
+ * For a parameter p with gradient g at step t = 1, 2, …, with every
+ * hyperparameter named as in tt_optimizer_options:
+ *
+ * TT_OPTIMIZER_SGD
+ *     g ← g + weight_decay·p
+ *     if momentum ≠ 0:  buf ← g                                 at t = 1
+ *                       buf ← momentum·buf + (1 − dampening)·g  at t > 1
+ *                       g ← g + momentum·buf if nesterov, else g ← buf
+ *     p ← p − learning_rate·g
+ * TT_OPTIMIZER_ADAM
+ *     g ← g + weight_decay·p
+ *     m ← beta1·m + (1 − beta1)·g           m and v start at 0
+ *     v ← beta2·v + (1 − beta2)·g²
+ *     p ← p − (learning_rate / (1 − beta1^t)) · m / (√v / √(1 − beta2^t) + epsilon)
+ * TT_OPTIMIZER_ADAMW
+ *     p ← p·(1 − learning_rate·weight_decay)    decoupled weight decay
+ *     then Adam's m, v and p updates with g unchanged. */
+typedef enum tt_optimizer_kind {
+    TT_OPTIMIZER_SGD,
+    TT_OPTIMIZER_ADAM,
+    TT_OPTIMIZER_ADAMW
+} tt_optimizer_kind;
+
+/* Hyperparameters of an optimizer. Start from tt_optimizer_defaults(kind)
+ * and change the fields you need. Fields of another kind must keep the 0
+ * (false) that tt_optimizer_defaults gives them. Defaults, as PyTorch 1.13
+ * except the SGD learning rate, which PyTorch requires the caller to give:
+ *
+ *   field          SGD     Adam    AdamW   allowed
+ *   learning_rate  0.01    0.001   0.001   finite, ≥ 0
+ *   momentum       0       -       -       finite, ≥ 0
+ *   dampening      0       -       -       finite, in [0, 1]
+ *   nesterov       false   -       -       needs momentum > 0, dampening 0
+ *   beta1          -       0.9     0.9     in [0, 1)
+ *   beta2          -       0.999   0.999   in [0, 1)
+ *   epsilon        -       1e-8    1e-8    finite, ≥ 0
+ *   weight_decay   0       0       0.01    finite, ≥ 0
+ *
+ * The rates and decays are applied in tt_real, the moment averages' factors
+ * and bias corrections are computed in double and rounded to tt_real. */
+typedef struct tt_optimizer_options {
+    tt_optimizer_kind kind;
+    double learning_rate;
+    double momentum;
+    double dampening;
+    bool nesterov;
+    double beta1;
+    double beta2;
+    double epsilon;
+    double weight_decay;
+} tt_optimizer_options;
+
+/* Returns the default hyperparameters of `kind` (see the table above). An
+ * unknown kind gives the SGD defaults with that kind, which
+ * tt_optimizer_new rejects. */
+TT_API tt_optimizer_options tt_optimizer_defaults(tt_optimizer_kind kind);
+
+typedef struct tt_optimizer tt_optimizer;
+
+/* Creates an optimizer over params[0 .. n_params), caller-owned tensors that
+ * already have a gradient (tt_tensor_require_grad), each listed once.
+ * `options` NULL means tt_optimizer_defaults(TT_OPTIMIZER_SGD). The
+ * optimizer keeps the pointers, not the tensors: each must stay alive, and
+ * keep its gradient, until the optimizer is freed. All of the optimizer's
+ * state is allocated here, one buffer of the parameters' size for SGD with
+ * momentum and two for Adam and AdamW, so that a step allocates nothing.
+ * Returns NULL and fills `err` with
+ *   - TT_ERR_ARG for a NULL `params`, no parameters, a parameter that is
+ *     NULL, a tape tensor, listed twice or without a gradient, an unknown
+ *     kind, or a hyperparameter outside its allowed range (the message
+ *     names it and its value);
+ *   - TT_ERR_NOMEM if memory runs out. */
+TT_API tt_optimizer *tt_optimizer_new(tt_tensor *const params[], size_t n_params,
+                                      const tt_optimizer_options *options, tt_error *err);
+
+/* Frees the optimizer and its state, not the parameters. NULL is ignored. */
+TT_API void tt_optimizer_free(tt_optimizer *optimizer);
+
+/* Takes one step: updates every parameter from its gradient by the rule of
+ * the optimizer's kind, then sets the gradient to zero in the same pass over
+ * memory, ready for the next backward pass. So unlike PyTorch's step(), it
+ * needs no separate zero_grad between steps; read the gradients before the
+ * step if you need them. Allocates nothing. Returns TT_ERR_ARG for NULL.
+ * NaN and infinite gradients are not checked for: they propagate into the
+ * parameters as in PyTorch (anomaly mode catches them in backward). */
+TT_API tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err);
+
+/* Sets every parameter's gradient to zero, as tt_tensor_zero_grad does for
+ * each. Needed only before the first backward pass if the gradients may
+ * hold old values, since tt_optimizer_step zeroes them. NULL is ignored. */
+TT_API void tt_optimizer_zero_grad(tt_optimizer *optimizer);
+
+/* Sets the learning rate of the following steps, e.g. from a schedule. The
+ * other state (momentum buffers, moment averages, step count) is kept, as
+ * when a PyTorch scheduler changes a param group's lr. Returns TT_ERR_ARG
+ * for NULL or a rate that is negative or not finite, keeping the old rate. */
+TT_API tt_status tt_optimizer_set_learning_rate(tt_optimizer *optimizer, double learning_rate,
+                                                tt_error *err);
+
+/* The current learning rate; 0 for NULL. */
+TT_API double tt_optimizer_learning_rate(const tt_optimizer *optimizer);
+
+/* Number of steps taken; 0 for NULL. */
+TT_API uint64_t tt_optimizer_steps(const tt_optimizer *optimizer);
+
+/* Initializers. A weight W is d_out × d_in (samples are columns), so
+ * fan_in = cols and fan_out = rows; a d × 1 bias has fan_in 1. Each fills
+ * the tensor in storage order from `rng`, so the same seed gives the same
+ * values, and uses the formulas of PyTorch 1.13's torch.nn.init:
+ *   Xavier (Glorot):  std = gain·√(2 / (fan_in + fan_out))
+ *   Kaiming (He):     std = gain / √fan, fan = fan_in or fan_out by `mode`,
+ *                     gain = tt_init_gain(nonlinearity, slope)
+ *   uniform variants: U(−√3·std, √3·std), which has that standard deviation
+ *   normal variants:  N(0, std²)
+ * Each returns TT_ERR_ARG, leaving the tensor unchanged, for a NULL tensor
+ * or rng, a tape tensor, a gain that is negative or not finite, an unknown
+ * mode or nonlinearity, or a slope that is not finite. */
+
+/* Activation that follows a layer, for its recommended gain. */
+typedef enum tt_nonlinearity {
+    TT_NONLINEARITY_LINEAR,     /* gain 1, also for no activation */
+    TT_NONLINEARITY_SIGMOID,    /* gain 1 */
+    TT_NONLINEARITY_TANH,       /* gain 5/3 */
+    TT_NONLINEARITY_RELU,       /* gain √2 */
+    TT_NONLINEARITY_LEAKY_RELU, /* gain √(2 / (1 + slope²)) */
+    TT_NONLINEARITY_SELU        /* gain 3/4 */
+} tt_nonlinearity;
+
+/* Which dimension Kaiming initialization keeps the variance of: fan in (the
+ * forward pass's activations) or fan out (the backward pass's gradients). */
+typedef enum tt_fan_mode {
+    TT_FAN_IN,
+    TT_FAN_OUT
+} tt_fan_mode;
+
+/* Returns the recommended gain of torch.nn.init.calculate_gain (see
+ * tt_nonlinearity). `slope` is the negative slope of leaky ReLU and is
+ * ignored otherwise. It has no default, unlike in calculate_gain, which
+ * takes 0.01 when no slope is given. Returns NaN for an unknown
+ * nonlinearity or a non-finite slope of leaky ReLU. */
+TT_API double tt_init_gain(tt_nonlinearity nonlinearity, double slope);
+
+/* Xavier (Glorot) initialization, uniform and normal (see "Initializers"
+ * above). A gain of 1 suits linear, sigmoid and softmax layers. */
+TT_API tt_status tt_init_xavier_uniform(tt_tensor *tensor, tt_rng *rng, double gain,
+                                        tt_error *err);
+TT_API tt_status tt_init_xavier_normal(tt_tensor *tensor, tt_rng *rng, double gain,
+                                       tt_error *err);
+/* Kaiming (He) initialization, uniform and normal (see "Initializers"
+ * above). PyTorch's kaiming_uniform_ and kaiming_normal_ default to mode
+ * fan_in with leaky ReLU of slope 0, which is the ReLU gain √2. */
+TT_API tt_status tt_init_kaiming_uniform(tt_tensor *tensor, tt_rng *rng, tt_fan_mode mode,
+                                         tt_nonlinearity nonlinearity, double slope,
+                                         tt_error *err);
+TT_API tt_status tt_init_kaiming_normal(tt_tensor *tensor, tt_rng *rng, tt_fan_mode mode,
+                                        tt_nonlinearity nonlinearity, double slope,
+                                        tt_error *err);
+
+/* A minibatch iterator over the sample indices 0 .. n_samples−1. Each epoch
+ * visits them in a new random order (a Fisher–Yates shuffle driven by a
+ * tt_rng seeded at creation), cut into batches of batch_size indices. The
+ * last batch contains the rest, n_samples mod batch_size, unless drop_last
+ * is set, which skips it. The same seed gives the same sequence of epochs. */
+typedef struct tt_batches tt_batches;
+
+/* Creates an iterator. Its index array, of n_samples entries, is allocated
+ * here, so iterating allocates nothing. Returns NULL and fills `err` with
+ * TT_ERR_ARG if n_samples or batch_size is 0, or if drop_last is set and
+ * batch_size exceeds n_samples (no batch at all), and TT_ERR_NOMEM if
+ * memory runs out. */
+TT_API tt_batches *tt_batches_new(size_t n_samples, size_t batch_size, bool drop_last,
+                                  uint64_t seed, tt_error *err);
+
+/* Frees the iterator. NULL is ignored. */
+TT_API void tt_batches_free(tt_batches *batches);
+
+/* Returns the next batch of the current epoch, sets *count to its size, or
+ * returns NULL with *count 0 when the epoch is over. The call after that
+ * NULL, like the first call of all, starts a new epoch by shuffling, so the
+ * loop of one epoch is
+ *     while ((ids = tt_batches_next(batches, &n)) != NULL) { ... }
+ * The array belongs to the iterator and is valid until the next call.
+ * Returns NULL for a NULL iterator or count. */
+TT_API const size_t *tt_batches_next(tt_batches *batches, size_t *count);
+
+/* Number of batches in each epoch: n_samples / batch_size rounded up, or
+ * down with drop_last. 0 for NULL. */
+TT_API size_t tt_batches_per_epoch(const tt_batches *batches);
+
+/* Number of epochs started so far; 0 for NULL. */
+TT_API uint64_t tt_batches_epoch(const tt_batches *batches);
+
 /* ---- Saving and loading ----------------------------------------------------
  * Tensors are saved in the safetensors format: an 8-byte little-endian
  * header length N, N bytes of JSON naming each tensor with its dtype, shape

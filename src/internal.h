@@ -329,6 +329,7 @@ size_t tt_utf8_sequence_length(const unsigned char *bytes, size_t available);
 #define TT_EXPM1 expm1
 #define TT_TANH tanh
 #define TT_FABS fabs
+#define TT_SQRT sqrt
 #define TT_ERFC erfc
 #define TT_NEXTAFTER nextafter
 #else
@@ -338,6 +339,7 @@ size_t tt_utf8_sequence_length(const unsigned char *bytes, size_t available);
 #define TT_EXPM1 expm1f
 #define TT_TANH tanhf
 #define TT_FABS fabsf
+#define TT_SQRT sqrtf
 #define TT_ERFC erfcf
 #define TT_NEXTAFTER nextafterf
 #endif

@@ -205,10 +205,12 @@ static void free_training_setup(training_setup *setup)
     free(setup->labels);
 }
 
-/* One training step: reset, input as a tape tensor, forward, backward, SGD
- * update, zero_grad. Makes no Check assertion, so that it can run while
- * allocations are counted; returns the backward status. */
-static tt_status training_step(tt_tape *tape, training_setup *setup)
+/* One training step: reset, input as a tape tensor, forward, backward, then
+ * the update: tt_optimizer_step if `optimizer` is not NULL, otherwise a
+ * hand-written SGD update and zero_grad. Makes no Check assertion, so that
+ * it can run while allocations are counted; returns the first failing
+ * status. */
+static tt_status training_step(tt_tape *tape, training_setup *setup, tt_optimizer *optimizer)
 {
     tt_tape_reset(tape);
 
@@ -231,6 +233,8 @@ static tt_status training_step(tt_tape *tape, training_setup *setup)
     const tt_status status = tt_tape_backward(tape, loss);
     if (status != TT_OK)
         return status;
+    if (optimizer != NULL)
+        return tt_optimizer_step(optimizer, NULL);
 
     for (size_t p = 0; p < 4; p++) {
         tt_real *data = tt_tensor_data(setup->parameters[p]);
@@ -249,9 +253,12 @@ static tt_status training_step(tt_tape *tape, training_setup *setup)
 
 /* Runs the first step on a fresh tape, which must allocate, then
  * MEASURED_STEPS more, each of which must neither allocate nor free. With
- * `with_hooks`, each step also retains a gradient and runs two hooks. */
+ * `with_hooks`, each step also retains a gradient and runs two hooks. With
+ * `optimizer_options` not NULL the steps update through an optimizer of
+ * those options, created before the first step. */
 static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, size_t classes,
-                                                 size_t batch, bool with_hooks)
+                                                 size_t batch, bool with_hooks,
+                                                 const tt_optimizer_options *optimizer_options)
 {
     training_setup setup = new_training_setup(inputs, hidden, classes, batch);
     tt_tape *tape = new_tape_or_fail();
@@ -260,9 +267,15 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
         ck_assert_int_eq(tt_tensor_set_grad_hook(setup.parameters[0], count_hook_call, &setup,
                                                  NULL),
                          TT_OK);
+    tt_optimizer *optimizer = NULL;
+    if (optimizer_options != NULL) {
+        tt_error err = {TT_OK, ""};
+        optimizer = tt_optimizer_new(setup.parameters, 4, optimizer_options, &err);
+        ck_assert_msg(optimizer != NULL, "tt_optimizer_new failed: %s", err.message);
+    }
 
     start_counting();
-    const tt_status first_status = training_step(tape, &setup);
+    const tt_status first_status = training_step(tape, &setup, optimizer);
     stop_counting();
     ck_assert_msg(first_status == TT_OK, "first step failed: %s", tt_tape_error(tape)->message);
     /* If the replacement allocator were not in use, nothing would count. */
@@ -272,7 +285,7 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
 
     for (size_t step = 2; step <= MEASURED_STEPS + 1; step++) {
         start_counting();
-        const tt_status status = training_step(tape, &setup);
+        const tt_status status = training_step(tape, &setup, optimizer);
         stop_counting();
         ck_assert_msg(status == TT_OK, "step %zu failed: %s", step, tt_tape_error(tape)->message);
         ck_assert_msg(allocation_count == 0,
@@ -288,6 +301,7 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
     ck_assert_msg(setup.hook_calls == want_hook_calls, "hooks ran %zu times, want %zu",
                   setup.hook_calls, want_hook_calls);
 
+    tt_optimizer_free(optimizer);
     tt_tape_free(tape);
     free_training_setup(&setup);
 }
@@ -295,14 +309,101 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
 START_TEST(training_step_after_first_makes_no_heap_allocation)
 {
     /* Small enough for the tape's first block of memory. */
-    assert_steps_after_first_use_no_heap(6, 8, 3, 5, false);
+    assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, NULL);
+}
+END_TEST
+
+START_TEST(optimizer_steps_make_no_heap_allocation)
+{
+    /* Each kind with the options that give it the most state. The first
+     * step of SGD with momentum fills its buffer, so it is counted too:
+     * the optimizer must allocate nothing in any step, since its state
+     * comes from tt_optimizer_new. Only the tape allocates in step 1. */
+    tt_optimizer_options options[3] = {tt_optimizer_defaults(TT_OPTIMIZER_SGD),
+                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAM),
+                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAMW)};
+    options[0].momentum = 0.9;
+    options[0].nesterov = true;
+    options[0].weight_decay = 1e-4;
+    options[1].weight_decay = 1e-4;
+    for (size_t i = 0; i < 3; i++)
+        assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, &options[i]);
+}
+END_TEST
+
+START_TEST(optimizer_step_alone_makes_no_heap_allocation)
+{
+    /* The very first tt_optimizer_step, apart from any tape. */
+    training_setup setup = new_training_setup(6, 8, 3, 5);
+    tt_optimizer_options options = tt_optimizer_defaults(TT_OPTIMIZER_ADAM);
+    tt_optimizer *optimizer = tt_optimizer_new(setup.parameters, 4, &options, NULL);
+    ck_assert_ptr_nonnull(optimizer);
+
+    start_counting();
+    const tt_status status = tt_optimizer_step(optimizer, NULL);
+    stop_counting();
+
+    ck_assert_int_eq(status, TT_OK);
+    ck_assert_uint_eq(allocation_count, 0);
+    ck_assert_uint_eq(release_count, 0);
+    tt_optimizer_free(optimizer);
+    free_training_setup(&setup);
+}
+END_TEST
+
+START_TEST(batches_next_makes_no_heap_allocation)
+{
+    /* Shuffling at the start of each epoch reuses the index array. */
+    tt_batches *batches = tt_batches_new(1000, 64, false, 3, NULL);
+    ck_assert_ptr_nonnull(batches);
+    size_t samples = 0;
+
+    start_counting();
+    for (int epoch = 0; epoch < 3; epoch++) {
+        size_t count = 0;
+        while (tt_batches_next(batches, &count) != NULL)
+            samples += count;
+    }
+    stop_counting();
+
+    ck_assert_uint_eq(samples, 3000);
+    ck_assert_uint_eq(allocation_count, 0);
+    ck_assert_uint_eq(release_count, 0);
+    tt_batches_free(batches);
+}
+END_TEST
+
+START_TEST(optimizer_new_reports_nomem_at_every_allocation)
+{
+    training_setup setup = new_training_setup(6, 8, 3, 5);
+    tt_optimizer_options options = tt_optimizer_defaults(TT_OPTIMIZER_ADAM);
+    for (size_t successes = 0; successes < 16; successes++) {
+        tt_error err = {TT_OK, ""};
+
+        fail_after(successes);
+        tt_optimizer *optimizer = tt_optimizer_new(setup.parameters, 4, &options, &err);
+        stop_failing();
+
+        if (optimizer != NULL) {
+            ck_assert_int_eq(err.status, TT_OK);
+            tt_optimizer_free(optimizer);
+            free_training_setup(&setup);
+            return;
+        }
+        ck_assert_int_eq(err.status, TT_ERR_NOMEM);
+        /* 8·6 + 8 + 3·8 + 3 = 83 elements */
+        ck_assert_str_eq(err.message,
+                         "tt_optimizer_new: out of memory for Adam state of 4 parameters "
+                         "(83 elements)");
+    }
+    ck_abort_msg("tt_optimizer_new still failed with 16 allocations allowed");
 }
 END_TEST
 
 START_TEST(training_step_with_hooks_makes_no_heap_allocation)
 {
     /* Retain flags and hooks live in the tensors, so they add no allocation. */
-    assert_steps_after_first_use_no_heap(6, 8, 3, 5, true);
+    assert_steps_after_first_use_no_heap(6, 8, 3, 5, true, NULL);
 }
 END_TEST
 
@@ -311,7 +412,7 @@ START_TEST(large_training_step_after_first_makes_no_heap_allocation)
     /* An MNIST-sized step: several megabytes of activations and gradients,
      * more than the tape's first block of memory, so the first step grows
      * the tape's memory more than once. */
-    assert_steps_after_first_use_no_heap(784, 128, 10, 64, false);
+    assert_steps_after_first_use_no_heap(784, 128, 10, 64, false, NULL);
 }
 END_TEST
 
@@ -699,6 +800,9 @@ static Suite *memory_suite(void)
     tcase_add_test(steady, training_step_with_hooks_makes_no_heap_allocation);
     tcase_add_test(steady, large_training_step_after_first_makes_no_heap_allocation);
     tcase_add_test(steady, custom_ops_and_losses_after_first_step_make_no_heap_allocation);
+    tcase_add_test(steady, optimizer_steps_make_no_heap_allocation);
+    tcase_add_test(steady, optimizer_step_alone_makes_no_heap_allocation);
+    tcase_add_test(steady, batches_next_makes_no_heap_allocation);
 
     TCase *nomem = add_test_case(suite, "out_of_memory");
     tcase_add_test(nomem, tape_new_reports_nomem);
@@ -710,6 +814,7 @@ static Suite *memory_suite(void)
     tcase_add_test(nomem, tape_tensor_reports_nomem);
     tcase_add_test(nomem, cross_entropy_reports_nomem_for_saved_state);
     tcase_add_test(nomem, backward_reports_nomem_for_gradients);
+    tcase_add_test(nomem, optimizer_new_reports_nomem_at_every_allocation);
 
     return suite;
 }

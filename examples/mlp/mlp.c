@@ -1,5 +1,6 @@
-/* mlp: trains a multilayer perceptron on Fashion-MNIST with minibatch SGD
- * and reports the test accuracy after every epoch.
+/* mlp: trains a multilayer perceptron on Fashion-MNIST with minibatch SGD,
+ * SGD with momentum or Adam, and reports the test accuracy after every
+ * epoch.
  *
  * Equation numbers refer to the README's "The math". Samples are columns: a
  * minibatch of n images is the input h(0), an s × n tensor whose column i
@@ -20,11 +21,13 @@
  * leaves only W(1), 10×784: a linear softmax classifier.
  *
  * Weights start normal with standard deviation sqrt(2/d_(t-1)) (He
- * initialisation, suited to ReLU), biases at zero. Each epoch shuffles the
- * training set, and each minibatch step records the forward pass on a tape,
- * runs backward from L, and moves every parameter by −lr times its gradient.
- * All randomness comes from one generator seeded by --seed, so a run repeats
- * exactly.
+ * initialisation, suited to ReLU: tt_init_kaiming_normal), biases at zero.
+ * Each epoch shuffles the training set (tt_batches), and each minibatch step
+ * records the forward pass on a tape, runs backward from L, and lets the
+ * optimizer (tt_optimizer) move every parameter, at the rate the schedule
+ * (schedule.c) gives for that step. All randomness comes from one generator
+ * seeded by --seed, so a run repeats exactly. progress.c prints the
+ * progress.
  *
  * --inspect and --dot look into one step (inspect.h), and --log and --plot
  * record the epochs (history.h).
@@ -44,6 +47,8 @@
 #include "idx.h"
 #include "inspect.h"
 #include "model_file.h"
+#include "progress.h"
+#include "schedule.h"
 #include "tensortape.h"
 
 /* Fashion-MNIST has ten classes, labelled 0 to 9. */
@@ -67,6 +72,18 @@
 #define DEFAULT_BATCH 64
 #define DEFAULT_LEARNING_RATE 0.05
 #define DEFAULT_SEED 1
+
+/* Defaults of the other optimizers. Momentum 0.9 is the usual choice. With
+ * it the steady-state step is 10 times the rate times the gradient, so the
+ * rate is a tenth of plain SGD's to move about as far per step. Adam's rate
+ * is PyTorch's default, 1e-3. */
+#define DEFAULT_MOMENTUM 0.9
+#define DEFAULT_MOMENTUM_LEARNING_RATE 0.005
+#define DEFAULT_ADAM_LEARNING_RATE 0.001
+
+/* Defaults of --schedule step: halve the rate every 5 epochs. */
+#define DEFAULT_STEP_EPOCHS 5
+#define DEFAULT_STEP_GAMMA 0.5
 
 /* Samples that load_batch copies together: 16 floats fill a 64-byte cache
  * line of a row of x. */
@@ -139,7 +156,7 @@ typedef struct options {
     size_t n_hidden;  /* T - 1, or zero for a linear classifier */
     size_t epochs;
     size_t batch;     /* samples per minibatch, also used for evaluation */
-    double learning_rate;
+    double learning_rate; /* 0 until --lr sets it: then the optimizer's default */
     uint64_t seed;
     size_t threads;   /* threads for matrix products; 0 for one per online CPU */
     bool inspect;     /* compare one batch's gradients with eq. 11-14 instead of training */
@@ -152,6 +169,11 @@ typedef struct options {
     bool hidden_given; /* --hidden was on the command line */
     const char *save_path; /* --save: where to save the model, or NULL */
     const char *load_path; /* --load: the model to start from, or NULL */
+    enum optimizer_choice { CHOICE_SGD, CHOICE_MOMENTUM, CHOICE_ADAM } optimizer;
+    schedule_kind schedule;
+    size_t step_epochs;
+    double step_gamma;
+    bool quiet;       /* print only the final key=value line */
 } options;
 
 /* The parameters of one layer t. */
@@ -176,6 +198,8 @@ static void print_usage_line(FILE *stream)
     fputs("usage: mlp [--data DIR] [--hidden LIST] [--activation NAME] [--epochs N] "
           "[--batch N]\n"
           "           [--lr X] [--seed N] [--threads N] [--save FILE] [--load FILE]\n"
+          "           [--optimizer sgd|momentum|adam] [--schedule constant|step|cosine]\n"
+          "           [--step-epochs N] [--step-gamma X] [--quiet]\n"
           "           [--inspect] [--dot FILE] [--log FILE] [--plot FILE] [--help]\n",
           stream);
 }
@@ -183,8 +207,8 @@ static void print_usage_line(FILE *stream)
 static void print_help(void)
 {
     print_usage_line(stdout);
-    printf("Train a multilayer perceptron on Fashion-MNIST with minibatch SGD and print\n"
-           "the test accuracy after each epoch.\n"
+    printf("Train a multilayer perceptron on Fashion-MNIST and print the test accuracy\n"
+           "after each epoch.\n"
            "\n"
            "  --data DIR     directory containing the four IDX files, each either plain or\n"
            "                 gzip-compressed with the suffix .gz%s (default %s)\n"
@@ -201,11 +225,21 @@ static void print_help(void)
            "                 evaluates the model on the test set without training\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
            "                 (default %d)\n"
-           "  --lr X         SGD learning rate, a positive number (default %g)\n"
+           "  --lr X         learning rate, a positive number (default %g for sgd,\n"
+           "                 %g for momentum, %g for adam)\n"
+           "  --optimizer O  sgd (plain minibatch SGD, the default), momentum (SGD with\n"
+           "                 momentum %g) or adam (Adam, betas 0.9 and 0.999, eps 1e-8)\n"
+           "  --schedule S   learning-rate schedule: constant (the default); step, which\n"
+           "                 multiplies the rate by --step-gamma every --step-epochs\n"
+           "                 epochs; or cosine, which lowers it every step along a half\n"
+           "                 cosine from --lr to 0 at the end of the run\n"
+           "  --step-epochs N  epochs between decays of the step schedule (default %d)\n"
+           "  --step-gamma X   factor of each decay, in (0, 1] (default %g)\n"
            "  --seed N       seed for weight initialisation and shuffling, an integer\n"
            "                 from 0 to 2^64-1 (default %d)\n"
            "  --threads N    threads for the matrix products, from 1 to %d; results are\n"
            "                 the same for every count (default: one per online CPU)\n"
+           "  --quiet        print only the final key=value line\n"
            "  --inspect      instead of training, run one step on the first batch with\n"
            "                 the initial weights (or those of --load), print its tape\n"
            "                 and each layer's gradients beside the closed form of the\n"
@@ -231,11 +265,15 @@ static void print_help(void)
            "and the epoch's training time in seconds, then one line of key=value pairs:\n"
            "  epochs=N train_seconds=S train_loss=L test_accuracy=A\n"
            "where train_seconds excludes loading and evaluation; with --epochs 0,\n"
-           "train_loss is nan.\n"
+           "train_loss is nan. On a terminal a progress bar with samples/s and the\n"
+           "running loss shows during each epoch, redrawn in place a few times a\n"
+           "second.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
            GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
-           DEFAULT_LEARNING_RATE, DEFAULT_SEED, TT_MAX_THREADS, EXIT_USAGE);
+           DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM_LEARNING_RATE, DEFAULT_ADAM_LEARNING_RATE,
+           DEFAULT_MOMENTUM, DEFAULT_STEP_EPOCHS, DEFAULT_STEP_GAMMA, DEFAULT_SEED,
+           TT_MAX_THREADS, EXIT_USAGE);
 }
 
 /* Parses a decimal integer from 0 to `max` that fills all of `text`: no
@@ -370,13 +408,13 @@ static bool parse_activation(const char *text, const hidden_activation **activat
 /* Options that take a value, in the order of option_names. */
 enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
                  OPTION_THREADS, OPTION_ACTIVATION, OPTION_SAVE, OPTION_LOAD, OPTION_DOT,
-                 OPTION_LOG, OPTION_PLOT,
+                 OPTION_LOG, OPTION_PLOT, OPTION_OPTIMIZER, OPTION_SCHEDULE,
+                 OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA,
                  OPTION_COUNT };
 
-static const char *const option_names[OPTION_COUNT] = {"data", "hidden", "epochs", "batch",
-                                                       "lr", "seed", "threads",
-                                                       "activation", "save", "load",
-                                                       "dot", "log", "plot"};
+static const char *const option_names[OPTION_COUNT] = {
+    "data", "hidden", "epochs", "batch", "lr", "seed", "threads", "activation", "save", "load",
+    "dot", "log", "plot", "optimizer", "schedule", "step-epochs", "step-gamma"};
 
 /* Returns the option named by the `length` bytes at `name`, or OPTION_COUNT
  * if there is none. */
@@ -388,6 +426,19 @@ static enum option_id find_option(const char *name, size_t length)
         }
     }
     return OPTION_COUNT;
+}
+
+/* Parses an --optimizer name. */
+static bool parse_optimizer(const char *text, enum optimizer_choice *choice)
+{
+    static const char *const names[] = {"sgd", "momentum", "adam"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(text, names[i]) == 0) {
+            *choice = (enum optimizer_choice)i;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Stores the value of option `id` in `opts`. Returns NULL on success, or a
@@ -465,6 +516,17 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         }
         *(id == OPTION_SAVE ? &opts->save_path : &opts->load_path) = value;
         return NULL;
+    case OPTION_OPTIMIZER:
+        return parse_optimizer(value, &opts->optimizer) ? NULL : "sgd, momentum or adam";
+    case OPTION_SCHEDULE:
+        return schedule_parse_kind(value, &opts->schedule) ? NULL : "constant, step or cosine";
+    case OPTION_STEP_EPOCHS:
+        return parse_positive_size(value, &opts->step_epochs) ? NULL : "a positive integer";
+    case OPTION_STEP_GAMMA:
+        if (!parse_positive_real(value, &opts->step_gamma) || opts->step_gamma > 1.0) {
+            return "a number greater than 0 and at most 1";
+        }
+        return NULL;
     case OPTION_COUNT:
         break;
     }
@@ -481,8 +543,13 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
     opts->data_dir = DEFAULT_DATA_DIR;
     opts->epochs = DEFAULT_EPOCHS;
     opts->batch = DEFAULT_BATCH;
-    opts->learning_rate = DEFAULT_LEARNING_RATE;
+    opts->learning_rate = 0.0;
     opts->seed = DEFAULT_SEED;
+    opts->optimizer = CHOICE_SGD;
+    opts->schedule = SCHEDULE_CONSTANT;
+    opts->step_epochs = DEFAULT_STEP_EPOCHS;
+    opts->step_gamma = DEFAULT_STEP_GAMMA;
+    opts->quiet = false;
     opts->threads = 0;
     opts->activation = &hidden_activations[0];
     opts->activation_parameter = 0;
@@ -520,6 +587,14 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
             opts->inspect = true;
             continue;
         }
+        if (name_length == 5 && strncmp(name, "quiet", 5) == 0) {
+            if (equals != NULL) {
+                fprintf(stderr, "mlp: option '--quiet' takes no value\n");
+                return PARSE_ERROR;
+            }
+            opts->quiet = true;
+            continue;
+        }
         enum option_id id = find_option(name, name_length);
         if (id == OPTION_COUNT) {
             fprintf(stderr, "mlp: unknown option '%.*s'\n", (int)(name_length + 2), arg);
@@ -547,6 +622,12 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
                         "from the file\n");
         return PARSE_ERROR;
     }
+    if (opts->learning_rate == 0.0) {
+        static const double default_rates[] = {DEFAULT_LEARNING_RATE,
+                                               DEFAULT_MOMENTUM_LEARNING_RATE,
+                                               DEFAULT_ADAM_LEARNING_RATE};
+        opts->learning_rate = default_rates[opts->optimizer];
+    }
     return PARSE_RUN;
 }
 
@@ -564,7 +645,8 @@ static void model_free(model *net)
 }
 
 /* Creates one layer per entry of `widths` after the first: layer t maps
- * widths[t-1] inputs to widths[t] outputs. W(t) is He-normal, b(t) zero. */
+ * widths[t-1] inputs to widths[t] outputs. W(t) is He-normal (fan in,
+ * ReLU gain), b(t) zero. */
 static bool model_init(model *net, const size_t *widths, size_t n_layers, tt_rng *rng,
                        tt_error *err)
 {
@@ -584,10 +666,11 @@ static bool model_init(model *net, const size_t *widths, size_t n_layers, tt_rng
 
         snprintf(name, sizeof name, "w%zu", t);
         l->w = tt_tensor_new(d_out, d_in, name, err);
-        if (l->w == NULL || tt_tensor_require_grad(l->w, err) != TT_OK) {
+        if (l->w == NULL || tt_tensor_require_grad(l->w, err) != TT_OK ||
+            tt_init_kaiming_normal(l->w, rng, TT_FAN_IN, TT_NONLINEARITY_RELU, 0.0, err) !=
+                TT_OK) {
             return false;
         }
-        tt_tensor_fill_normal(l->w, rng, 0.0f, (tt_real)sqrt(2.0 / (double)d_in));
 
         snprintf(name, sizeof name, "b%zu", t);
         l->b = tt_tensor_new(d_out, 1, name, err);
@@ -622,24 +705,29 @@ static tt_tensor *model_forward(tt_tape *tape, const model *net, tt_tensor *x, t
     return h;
 }
 
-/* Moves every parameter against its gradient, w -= lr·dL/dw, and zeroes the
- * gradient for the next step, since backward adds into it. */
-static void model_sgd_step(model *net, tt_real learning_rate)
+/* Creates the optimizer chosen by --optimizer over every W(t) and b(t). */
+static tt_optimizer *model_optimizer(const model *net, const options *opts, tt_error *err)
 {
-    for (size_t t = 0; t < net->n_layers; t++) {
-        tt_tensor *params[2] = {net->layers[t].w, net->layers[t].b};
-        for (size_t k = 0; k < 2; k++) {
-            tt_real *value = tt_tensor_data(params[k]);
-            tt_real *grad = tt_tensor_grad(params[k]);
-            size_t length = tt_tensor_rows(params[k]) * tt_tensor_cols(params[k]);
-            /* One pass that also zeroes the gradient, as tt_tensor_zero_grad
-             * would in a second pass. */
-            for (size_t r = 0; r < length; r++) {
-                value[r] -= learning_rate * grad[r];
-                grad[r] = 0;
-            }
-        }
+    tt_tensor **params = calloc(2 * net->n_layers, sizeof *params);
+    if (params == NULL) {
+        err->status = TT_ERR_NOMEM;
+        snprintf(err->message, sizeof err->message, "out of memory listing the parameters");
+        return NULL;
     }
+    for (size_t t = 0; t < net->n_layers; t++) {
+        params[2 * t] = net->layers[t].w;
+        params[2 * t + 1] = net->layers[t].b;
+    }
+    tt_optimizer_options settings =
+        tt_optimizer_defaults(opts->optimizer == CHOICE_ADAM ? TT_OPTIMIZER_ADAM
+                                                             : TT_OPTIMIZER_SGD);
+    settings.learning_rate = opts->learning_rate;
+    if (opts->optimizer == CHOICE_MOMENTUM) {
+        settings.momentum = DEFAULT_MOMENTUM;
+    }
+    tt_optimizer *optimizer = tt_optimizer_new(params, 2 * net->n_layers, &settings, err);
+    free(params);
+    return optimizer;
 }
 
 /* ---- Model files (see model_file.h) ---------------------------------------- */
@@ -802,17 +890,6 @@ static void print_tape_error(const tt_tape *tape)
     }
 }
 
-/* Returns the monotonic clock in seconds, or 0 if the clock cannot be read,
- * which makes only the reported times wrong. */
-static double now_seconds(void)
-{
-    struct timespec now;
-    if (clock_gettime(CLOCK_MONOTONIC, &now) != 0) {
-        return 0.0;
-    }
-    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-}
-
 /* Creates the tape tensor x, s × n, for samples sample_ids[0 .. n) of `data`
  * (sample_ids[i] goes to column i) and copies their labels to `labels`.
  * Returns NULL with the error recorded on the tape. */
@@ -847,31 +924,29 @@ static tt_tensor *load_batch(tt_tape *tape, const idx_dataset *data, const size_
     return x;
 }
 
-/* Shuffles order[0 .. n) in place (Fisher-Yates), each permutation equally
- * likely. */
-static void shuffle(size_t *order, size_t n, tt_rng *rng)
-{
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)tt_rng_below(rng, i);
-        size_t swapped = order[i - 1];
-        order[i - 1] = order[j];
-        order[j] = swapped;
-    }
-}
+/* What one training epoch needs besides the tape and the model. */
+typedef struct trainer {
+    tt_optimizer *optimizer;
+    tt_batches *batches;      /* shuffled training batches */
+    schedule rates;
+    size_t steps_done;        /* optimizer steps of the run so far */
+    progress display;
+} trainer;
 
-/* Runs one epoch of minibatch SGD over the samples in `order` and sets
- * `*mean_loss` to the mean training loss per sample. `labels` has room for
- * `batch` entries. Allocates nothing: after the first step the tape reuses
- * its memory. Returns false after printing the tape's error. */
-static bool train_epoch(tt_tape *tape, model *net, const idx_dataset *train, const size_t *order,
-                        size_t batch, tt_real learning_rate, int32_t *labels, double *mean_loss)
+/* Runs one epoch of minibatch training and sets `*mean_loss` to the mean
+ * training loss per sample. `labels` has room for a whole batch. Allocates
+ * nothing: after the first step the tape reuses its memory. Returns false
+ * after printing the error. */
+static bool train_epoch(tt_tape *tape, model *net, const idx_dataset *train, trainer *run,
+                        size_t epoch, int32_t *labels, double *mean_loss)
 {
     double loss_sum = 0.0;
-    for (size_t first = 0; first < train->count; first += batch) {
-        size_t n = train->count - first < batch ? train->count - first : batch;
-
+    size_t done = 0;
+    size_t n = 0;
+    const size_t *sample_ids = NULL;
+    while ((sample_ids = tt_batches_next(run->batches, &n)) != NULL) {
         tt_tape_reset(tape);
-        tt_tensor *x = load_batch(tape, train, order + first, n, labels);
+        tt_tensor *x = load_batch(tape, train, sample_ids, n, labels);
         tt_tensor *logits = model_forward(tape, net, x, NULL);
         tt_tensor *loss = tt_cross_entropy(tape, logits, labels, n);
         if (loss == NULL || tt_tape_backward(tape, loss) != TT_OK) {
@@ -882,9 +957,19 @@ static bool train_epoch(tt_tape *tape, model *net, const idx_dataset *train, con
         /* L is a mean over the batch, so it is weighted by n, because the
          * last batch may be smaller. */
         loss_sum += (double)tt_tensor_data(loss)[0] * (double)n;
-        model_sgd_step(net, learning_rate);
+        done += n;
+        tt_error err = {TT_OK, ""};
+        const double rate = schedule_rate(&run->rates, epoch - 1, run->steps_done);
+        /* The step also zeroes the gradients for the next backward pass. */
+        if (tt_optimizer_set_learning_rate(run->optimizer, rate, &err) != TT_OK ||
+            tt_optimizer_step(run->optimizer, &err) != TT_OK) {
+            fprintf(stderr, "mlp: %s\n", err.message);
+            return false;
+        }
+        run->steps_done++;
+        progress_update(&run->display, done, loss_sum);
     }
-    *mean_loss = loss_sum / (double)train->count;
+    *mean_loss = loss_sum / (double)done;
     return true;
 }
 
@@ -939,7 +1024,6 @@ static bool evaluate(tt_tape *tape, const model *net, const idx_dataset *test, s
 /* Buffers reused by every step, allocated once so that steps allocate
  * nothing. */
 typedef struct step_buffers {
-    size_t *order;       /* permutation of the training samples */
     size_t train_batch;  /* columns of a training batch */
     size_t *sample_ids;  /* test samples of one evaluation batch */
     size_t test_batch;   /* columns of an evaluation batch */
@@ -979,7 +1063,8 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
     const size_t n = buffers->train_batch;
     tt_tensor **z = calloc(net->n_layers, sizeof *z);
     inspect_layer *layers = calloc(net->n_layers, sizeof *layers);
-    bool ok = z != NULL && layers != NULL;
+    size_t *first_samples = calloc(n, sizeof *first_samples);
+    bool ok = z != NULL && layers != NULL && first_samples != NULL;
     if (!ok) {
         fprintf(stderr, "mlp: out of memory\n");
     }
@@ -987,9 +1072,11 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
     tt_tensor *x = NULL;
     tt_tensor *loss = NULL;
     if (ok) {
-        /* buffers->order is still the identity: the first n samples. */
+        for (size_t i = 0; i < n; i++) {
+            first_samples[i] = i;
+        }
         tt_tape_reset(tape);
-        x = load_batch(tape, train, buffers->order, n, buffers->labels);
+        x = load_batch(tape, train, first_samples, n, buffers->labels);
         loss = tt_cross_entropy(tape, model_forward(tape, net, x, z), buffers->labels, n);
         for (size_t t = 0; loss != NULL && t < net->n_layers; t++) {
             layers[t] = (inspect_layer){net->layers[t].w, net->layers[t].b, z[t]};
@@ -1031,6 +1118,7 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
         tt_tensor_zero_grad(net->layers[t].w);
         tt_tensor_zero_grad(net->layers[t].b);
     }
+    free(first_samples);
     free(layers);
     free(z);
     return ok;
@@ -1041,7 +1129,7 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
  * and, if `log` is not NULL, appends its CSV row. Returns false after
  * printing an error. */
 static bool train_and_report(const options *opts, tt_tape *tape, model *net,
-                             const idx_dataset *train, const idx_dataset *test, tt_rng *rng,
+                             const idx_dataset *train, const idx_dataset *test, trainer *run,
                              const step_buffers *buffers, epoch_record *history, FILE *log)
 {
     double train_seconds = 0.0;
@@ -1052,13 +1140,12 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
         return false;
     }
     for (size_t epoch = 1; epoch <= opts->epochs; epoch++) {
-        double start = now_seconds();
-        shuffle(buffers->order, train->count, rng);
-        if (!train_epoch(tape, net, train, buffers->order, buffers->train_batch,
-                         (tt_real)opts->learning_rate, buffers->labels, &train_loss)) {
+        progress_start_epoch(&run->display, epoch);
+        double start = progress_now();
+        if (!train_epoch(tape, net, train, run, epoch, buffers->labels, &train_loss)) {
             return false;
         }
-        double epoch_seconds = now_seconds() - start;
+        double epoch_seconds = progress_now() - start;
         train_seconds += epoch_seconds;
         if (!isfinite(train_loss)) {
             fprintf(stderr,
@@ -1072,9 +1159,7 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
                       buffers->labels, &test_accuracy)) {
             return false;
         }
-        printf("epoch %zu/%zu  train_loss %.4f  test_accuracy %.4f  seconds %.2f\n", epoch,
-               opts->epochs, train_loss, test_accuracy, epoch_seconds);
-        fflush(stdout);
+        progress_end_epoch(&run->display, train_loss, test_accuracy, epoch_seconds);
         history[epoch - 1] = (epoch_record){epoch, train_loss, test_accuracy, epoch_seconds};
         char message[IDX_MESSAGE_MAX];
         if (log != NULL &&
@@ -1095,7 +1180,7 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
 /* Runs train_and_report with the --log file open and writes the --plot
  * chart afterwards. Returns false after printing an error. */
 static bool train_with_history(const options *opts, tt_tape *tape, model *net,
-                               const idx_dataset *train, const idx_dataset *test, tt_rng *rng,
+                               const idx_dataset *train, const idx_dataset *test, trainer *run,
                                const step_buffers *buffers)
 {
     char message[IDX_MESSAGE_MAX];
@@ -1113,7 +1198,7 @@ static bool train_with_history(const options *opts, tt_tape *tape, model *net,
             return false;
         }
     }
-    bool ok = train_and_report(opts, tape, net, train, test, rng, buffers, history, log);
+    bool ok = train_and_report(opts, tape, net, train, test, run, buffers, history, log);
     if (!history_log_close(log, opts->log_path, message, sizeof message)) {
         fprintf(stderr, "mlp: %s\n", message);
         ok = false;
@@ -1172,6 +1257,7 @@ int main(int argc, char **argv)
     tt_tape *tape = NULL;
     size_t *widths = NULL;
     step_buffers buffers = {0};
+    trainer run = {0};
     tt_error err = {0};
     tt_safetensors *saved_model = NULL;
 
@@ -1194,11 +1280,9 @@ int main(int argc, char **argv)
     /* widths = d_0 = s, d_1 … d_(T-1) from --hidden, d_T = C */
     size_t n_layers = opts.n_hidden + 1;
     widths = calloc(n_layers + 1, sizeof *widths);
-    buffers.order = calloc(train.count, sizeof *buffers.order);
     buffers.sample_ids = calloc(buffers.test_batch, sizeof *buffers.sample_ids);
     buffers.labels = calloc(max_batch, sizeof *buffers.labels);
-    if (widths == NULL || buffers.order == NULL || buffers.sample_ids == NULL ||
-        buffers.labels == NULL) {
+    if (widths == NULL || buffers.sample_ids == NULL || buffers.labels == NULL) {
         fprintf(stderr, "mlp: out of memory\n");
         goto cleanup;
     }
@@ -1207,9 +1291,6 @@ int main(int argc, char **argv)
         widths[t] = opts.hidden[t - 1];
     }
     widths[n_layers] = N_CLASSES;
-    for (size_t i = 0; i < train.count; i++) {
-        buffers.order[i] = i;
-    }
 
     tt_rng rng;
     tt_rng_seed(&rng, opts.seed);
@@ -1222,11 +1303,18 @@ int main(int argc, char **argv)
     if (saved_model != NULL && !read_saved_model(saved_model, &net)) {
         goto cleanup;
     }
-    tape = tt_tape_new(&err);
+    /* The shuffling generator is seeded from the main one, so that --seed
+     * fixes both and they draw different streams. */
+    run.batches = tt_batches_new(train.count, buffers.train_batch, false, tt_rng_next(&rng), &err);
+    run.optimizer = run.batches != NULL ? model_optimizer(&net, &opts, &err) : NULL;
+    tape = run.optimizer != NULL ? tt_tape_new(&err) : NULL;
     if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK) {
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
+    run.rates = (schedule){opts.schedule, opts.learning_rate, opts.step_epochs, opts.step_gamma,
+                           opts.epochs * tt_batches_per_epoch(run.batches)};
+    progress_init(&run.display, stdout, opts.quiet, opts.epochs, train.count);
     if (opts.inspect || opts.dot_path != NULL) {
         if (!inspect_first_batch(&opts, tape, &net, &train, &buffers)) {
             goto cleanup;
@@ -1236,7 +1324,7 @@ int main(int argc, char **argv)
             goto cleanup;
         }
     }
-    if (train_with_history(&opts, tape, &net, &train, &test, &rng, &buffers) &&
+    if (train_with_history(&opts, tape, &net, &train, &test, &run, &buffers) &&
         (opts.save_path == NULL || save_model(opts.save_path, &net, widths))) {
         exit_status = EXIT_SUCCESS;
     }
@@ -1244,10 +1332,11 @@ int main(int argc, char **argv)
 cleanup:
     tt_safetensors_close(saved_model);
     tt_tape_free(tape);
+    tt_optimizer_free(run.optimizer);
+    tt_batches_free(run.batches);
     model_free(&net);
     free(buffers.labels);
     free(buffers.sample_ids);
-    free(buffers.order);
     free(widths);
     idx_dataset_free(&test);
     idx_dataset_free(&train);
