@@ -8,7 +8,8 @@
  *   - a tree stays within the limits it was parsed under;
  *   - each value's offset points at its first character in the text, and
  *     the offsets increase in the order of the text;
- *   - strings are valid UTF-8, numbers are copied as written, and both are
+ *   - strings are valid UTF-8 and decode from their source, which has no
+ *     raw control character; numbers are copied as written; both are
  *     NUL-terminated;
  *   - tt_json_object_get finds the first member of each key, and
  *     tt_json_uint64 agrees with strtoull on plain digits;
@@ -156,6 +157,101 @@ static void check_literal(walk *w, const tt_json_value *value, const char *word)
     w->next_offset = value->offset + length;
 }
 
+/* Reads the four hex digits at text[*position], which the parser accepted. */
+static unsigned read_hex4(const walk *w, size_t *position)
+{
+    unsigned code = 0;
+    for (int i = 0; i < 4; i++) {
+        if (*position >= w->length)
+            abort();
+        char c = (char)w->text[(*position)++];
+        const char *digits = "0123456789abcdef0123456789ABCDEF";
+        const char *found = c != '\0' ? strchr(digits, c) : NULL;
+        if (found == NULL)
+            abort();
+        code = code * 16 + (unsigned)((found - digits) % 16);
+    }
+    return code;
+}
+
+/* Appends code point `code` to out as UTF-8, encoding a surrogate too, so
+ * that a lone one shows as invalid UTF-8. */
+static void put_utf8(unsigned code, char *out, size_t *length)
+{
+    if (code < 0x80) {
+        out[(*length)++] = (char)code;
+    } else if (code < 0x800) {
+        out[(*length)++] = (char)(0xc0 | (code >> 6));
+        out[(*length)++] = (char)(0x80 | (code & 0x3f));
+    } else if (code < 0x10000) {
+        out[(*length)++] = (char)(0xe0 | (code >> 12));
+        out[(*length)++] = (char)(0x80 | ((code >> 6) & 0x3f));
+        out[(*length)++] = (char)(0x80 | (code & 0x3f));
+    } else {
+        out[(*length)++] = (char)(0xf0 | (code >> 18));
+        out[(*length)++] = (char)(0x80 | ((code >> 12) & 0x3f));
+        out[(*length)++] = (char)(0x80 | ((code >> 6) & 0x3f));
+        out[(*length)++] = (char)(0x80 | (code & 0x3f));
+    }
+}
+
+/* Decodes the string that begins at the value's offset in the source
+ * independently of the parser, and returns the offset past its closing
+ * quote. Aborts unless the source is a well-formed string that decodes to
+ * the value's text. */
+static size_t check_string_source(const walk *w, const tt_json_value *value)
+{
+    /* No string decodes to more bytes than its source has. */
+    char *decoded = malloc(w->length - value->offset);
+    if (decoded == NULL)
+        abort();
+    size_t length = 0;
+    size_t position = value->offset + 1;
+    for (;;) {
+        if (position >= w->length)
+            abort();
+        unsigned char c = w->text[position++];
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            abort();
+        if (c != '\\') {
+            decoded[length++] = (char)c;
+            continue;
+        }
+        if (position >= w->length)
+            abort();
+        const char *escapes = "\"\"\\\\//b\bf\fn\nr\rt\t";
+        char e = (char)w->text[position++];
+        const char *found = NULL;
+        for (const char *pair = escapes; *pair != '\0' && found == NULL; pair += 2) {
+            if (*pair == e)
+                found = pair;
+        }
+        if (found != NULL) {
+            decoded[length++] = found[1];
+            continue;
+        }
+        if (e != 'u')
+            abort();
+        unsigned code = read_hex4(w, &position);
+        if (code >= 0xd800 && code <= 0xdbff && w->length - position >= 6 &&
+            w->text[position] == '\\' && w->text[position + 1] == 'u') {
+            size_t after = position + 2;
+            unsigned low = read_hex4(w, &after);
+            if (low >= 0xdc00 && low <= 0xdfff) {
+                code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+                position = after;
+            }
+        }
+        put_utf8(code, decoded, &length);
+    }
+    if (length != value->length || memcmp(decoded, value->text, length) != 0)
+        abort();
+    free(decoded);
+    return position;
+}
+
 static void check_string(walk *w, const tt_json_value *value)
 {
     check_start(w, value, "\"");
@@ -163,10 +259,7 @@ static void check_string(walk *w, const tt_json_value *value)
         !is_utf8(value->text, value->length) || value->count != 0 || value->items != NULL ||
         value->keys != NULL)
         abort();
-    /* The source has the two quotes and at least one byte per decoded byte
-     * or escape; the decoded text is never longer than the source. */
-    if (w->length - value->offset < value->length + 2)
-        abort();
+    w->next_offset = check_string_source(w, value);
 }
 
 static void check_number(walk *w, const tt_json_value *value)
