@@ -242,7 +242,73 @@ static bool read_entry(tt_safetensors *file, const tt_json_value *key,
     return true;
 }
 
-/* Checks the __metadata__ object: string keys and values without NUL. */
+/* qsort has no context argument, so name comparisons go through entries
+ * placed before the indices. Equal names sort by index, so that the first
+ * of a name comes first. */
+typedef struct name_index {
+    const char *name;
+    size_t index;
+} name_index;
+
+static int compare_names(const void *a, const void *b)
+{
+    const name_index *x = a;
+    const name_index *y = b;
+    int order = strcmp(x->name, y->name);
+    if (order != 0)
+        return order;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+/* Finds, among names sorted by compare_names, the repeated name whose
+ * second occurrence has the smallest index, and returns the indices of its
+ * first two occurrences. Returns false if no name repeats. */
+static bool find_repeat(const name_index *sorted, size_t count, size_t *first, size_t *second)
+{
+    bool found = false;
+    for (size_t i = 1; i < count; i++) {
+        bool starts_repeat = strcmp(sorted[i - 1].name, sorted[i].name) == 0 &&
+                             (i < 2 || strcmp(sorted[i - 2].name, sorted[i].name) != 0);
+        if (starts_repeat && (!found || sorted[i].index < *second)) {
+            *first = sorted[i - 1].index;
+            *second = sorted[i].index;
+            found = true;
+        }
+    }
+    return found;
+}
+
+/* Rejects a metadata key used twice. The keys are sorted rather than
+ * compared in pairs, which would take 3·10^10 comparisons for the 2^18 keys
+ * that the value limit allows. */
+static bool check_metadata_keys(const tt_safetensors *file, const tt_json_value *metadata,
+                                tt_error *err)
+{
+    size_t count = metadata->count;
+    name_index *sorted = malloc((count > 0 ? count : 1) * sizeof *sorted);
+    if (sorted == NULL) {
+        tt_error_set(err, TT_ERR_NOMEM, "%s: out of memory checking %zu metadata keys",
+                     file->label, count);
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        sorted[i].name = metadata->keys[i].text;
+        sorted[i].index = i;
+    }
+    qsort(sorted, count, sizeof *sorted, compare_names);
+    size_t first = 0;
+    size_t second = 0;
+    bool repeated = find_repeat(sorted, count, &first, &second);
+    free(sorted);
+    if (!repeated)
+        return true;
+    return reject(file, err, "metadata key '%s' appears twice, at offsets %zu and %zu",
+                  metadata->keys[second].text, file_offset(&metadata->keys[first]),
+                  file_offset(&metadata->keys[second]));
+}
+
+/* Checks the __metadata__ object: string keys and values without NUL,
+ * each key once. */
 static bool read_metadata(const tt_safetensors *file, const tt_json_value *metadata,
                           tt_error *err)
 {
@@ -261,14 +327,8 @@ static bool read_metadata(const tt_safetensors *file, const tt_json_value *metad
         if (has_nul(value->text, value->length))
             return reject(file, err, "metadata '%s' at offset %zu contains a NUL character",
                           key->text, file_offset(value));
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(metadata->keys[j].text, key->text) == 0)
-                return reject(file, err, "metadata key '%s' appears twice, at offsets %zu and "
-                              "%zu", key->text, file_offset(&metadata->keys[j]),
-                              file_offset(key));
-        }
     }
-    return true;
+    return check_metadata_keys(file, metadata, err);
 }
 
 /* A tensor's entry with the range and key it came from, for sorting. */
@@ -318,18 +378,6 @@ static bool check_ranges(const tt_safetensors *file, const pending_entry *sorted
     return true;
 }
 
-/* qsort has no context argument, so name comparisons go through entries
- * placed before the indices. */
-typedef struct name_index {
-    const char *name;
-    size_t index;
-} name_index;
-
-static int compare_names(const void *a, const void *b)
-{
-    return strcmp(((const name_index *)a)->name, ((const name_index *)b)->name);
-}
-
 /* Sorts the entries' names into file->by_name and rejects a name used twice. */
 static bool index_names(tt_safetensors *file, const pending_entry *pending, tt_error *err)
 {
@@ -346,19 +394,22 @@ static bool index_names(tt_safetensors *file, const pending_entry *pending, tt_e
         sorted[i].index = i;
     }
     qsort(sorted, file->count, sizeof *sorted, compare_names);
-    bool unique = true;
-    for (size_t i = 0; i < file->count; i++) {
+    for (size_t i = 0; i < file->count; i++)
         file->by_name[i] = sorted[i].index;
-        if (i > 0 && unique && strcmp(sorted[i - 1].name, sorted[i].name) == 0) {
-            size_t first = file_offset(pending[sorted[i - 1].index].key);
-            size_t second = file_offset(pending[sorted[i].index].key);
-            unique = reject(file, err, "tensor name '%s' appears twice, at offsets %zu and %zu",
-                            sorted[i].name, first < second ? first : second,
-                            first < second ? second : first);
-        }
-    }
+    size_t first = 0;
+    size_t second = 0;
+    bool repeated = find_repeat(sorted, file->count, &first, &second);
     free(sorted);
-    return unique;
+    if (!repeated)
+        return true;
+    /* The entries are in the order of their data, so the offsets of the
+     * names in the header may come in either order. */
+    size_t first_offset = file_offset(pending[first].key);
+    size_t second_offset = file_offset(pending[second].key);
+    return reject(file, err, "tensor name '%s' appears twice, at offsets %zu and %zu",
+                  file->entries[first].name,
+                  first_offset < second_offset ? first_offset : second_offset,
+                  first_offset < second_offset ? second_offset : first_offset);
 }
 
 /* Reads the header's members into entries and metadata. */
