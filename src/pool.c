@@ -5,12 +5,47 @@
  * returns when all have finished. Task t always goes to thread t mod
  * n_threads, so which thread computes what depends only on the thread
  * count, and since every task writes its own disjoint part of the output,
- * results do not depend on it at all. Workers sleep on a condition
- * variable between runs; nothing spins. */
+ * results do not depend on it at all.
+ *
+ * Waiting: a training step starts many short runs in a row, a few tens of
+ * microseconds apart, and waking a sleeping thread costs about as much as
+ * a short run (a futex call, and on a virtual machine an interrupt to an
+ * idle virtual CPU). So a worker that finishes a run first polls for the
+ * next one for up to SPIN_NANOSECONDS, and the caller polls for the
+ * workers to finish for as long, before either sleeps on a condition
+ * variable. Between training steps and when the pool is idle, every
+ * thread sleeps. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "internal.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* How long a thread polls before it sleeps: long enough to bridge the gap
+ * between two parallel runs of a step, short enough that an idle pool
+ * gives its CPUs back within a fraction of a millisecond. After the first
+ * YIELD_AFTER_NANOSECONDS a polling thread also yields its CPU between
+ * polls, so that on a machine with more runnable threads than CPUs it does
+ * not hold a CPU that a thread of the run, or another program, needs. */
+#ifndef SPIN_NANOSECONDS
+#define SPIN_NANOSECONDS 200000
+#endif
+#ifndef YIELD_AFTER_NANOSECONDS
+#define YIELD_AFTER_NANOSECONDS 2000
+#endif
+
+/* Polls between two readings of the clock. */
+#define POLLS_PER_CLOCK_READ 64
 
 typedef struct worker {
     pthread_t thread;
@@ -29,14 +64,62 @@ struct tt_pool {
     pthread_cond_t work_ready;
     pthread_cond_t work_done;
 
-    /* The current run, guarded by `lock`. */
-    uint64_t generation; /* incremented for each run, so workers see new work */
+    /* The current run. The caller writes n_tasks, fn and context, then
+     * increments `generation` under `lock` with release order, so a worker
+     * that reads the new generation with acquire order sees the run. */
+    _Atomic uint64_t generation;
     size_t n_tasks;
     tt_pool_task_fn fn;
     void *context;
-    size_t pending; /* workers that have not finished the current run */
-    bool stopping;
+    _Atomic size_t pending; /* workers that have not finished the current run */
+    /* Set by tt_pool_free before its last increment of `generation`. */
+    atomic_bool stopping;
 };
+
+static uint64_t monotonic_nanoseconds(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* Polls until *value differs from `unwanted` or SPIN_NANOSECONDS pass.
+ * Returns whether it saw a different value. */
+static bool spin_while_equal_u64(_Atomic uint64_t *value, uint64_t unwanted)
+{
+    const uint64_t start = monotonic_nanoseconds();
+    for (;;) {
+        for (int i = 0; i < POLLS_PER_CLOCK_READ; i++) {
+            if (atomic_load_explicit(value, memory_order_acquire) != unwanted)
+                return true;
+            CPU_RELAX();
+        }
+        const uint64_t elapsed = monotonic_nanoseconds() - start;
+        if (elapsed > SPIN_NANOSECONDS)
+            return false;
+        if (elapsed > YIELD_AFTER_NANOSECONDS)
+            sched_yield();
+    }
+}
+
+/* Polls until *value is zero or SPIN_NANOSECONDS pass; returns whether it
+ * saw zero. */
+static bool spin_until_zero(_Atomic size_t *value)
+{
+    const uint64_t start = monotonic_nanoseconds();
+    for (;;) {
+        for (int i = 0; i < POLLS_PER_CLOCK_READ; i++) {
+            if (atomic_load_explicit(value, memory_order_acquire) == 0)
+                return true;
+            CPU_RELAX();
+        }
+        const uint64_t elapsed = monotonic_nanoseconds() - start;
+        if (elapsed > SPIN_NANOSECONDS)
+            return false;
+        if (elapsed > YIELD_AFTER_NANOSECONDS)
+            sched_yield();
+    }
+}
 
 static void run_share(tt_pool *pool, size_t thread, size_t n_tasks, tt_pool_task_fn fn,
                       void *context)
@@ -52,25 +135,29 @@ static void *worker_main(void *argument)
     const size_t index = self->index;
 
     uint64_t seen = 0;
-    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        while (!pool->stopping && pool->generation == seen)
-            pthread_cond_wait(&pool->work_ready, &pool->lock);
-        if (pool->stopping)
+        if (!spin_while_equal_u64(&pool->generation, seen)) {
+            pthread_mutex_lock(&pool->lock);
+            while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen)
+                pthread_cond_wait(&pool->work_ready, &pool->lock);
+            pthread_mutex_unlock(&pool->lock);
+        }
+        seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+        /* tt_pool_free sets `stopping` and then increments the generation,
+         * so the acquire load above makes the flag visible. */
+        if (atomic_load_explicit(&pool->stopping, memory_order_relaxed))
             break;
-        seen = pool->generation;
-        const size_t n_tasks = pool->n_tasks;
-        tt_pool_task_fn fn = pool->fn;
-        void *context = pool->context;
-        pthread_mutex_unlock(&pool->lock);
 
-        run_share(pool, index, n_tasks, fn, context);
+        run_share(pool, index, pool->n_tasks, pool->fn, pool->context);
 
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->pending == 0)
+        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
+            /* The caller may be asleep: wake it under the lock, so that it
+             * cannot check `pending` and then miss this signal. */
+            pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->work_done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
-    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
@@ -114,7 +201,8 @@ void tt_pool_free(tt_pool *pool)
         return;
     if (pool->workers != NULL) {
         pthread_mutex_lock(&pool->lock);
-        pool->stopping = true;
+        atomic_store_explicit(&pool->stopping, true, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
         pthread_cond_broadcast(&pool->work_ready);
         pthread_mutex_unlock(&pool->lock);
         for (size_t i = 1; i < pool->n_threads; i++)
@@ -140,19 +228,56 @@ void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *contex
         return;
     }
 
-    pthread_mutex_lock(&pool->lock);
-    pool->generation++;
+    /* Every worker has finished the previous run (pending reached 0), so
+     * none reads these fields until it sees the new generation. */
     pool->n_tasks = n_tasks;
     pool->fn = fn;
     pool->context = context;
-    pool->pending = pool->n_threads - 1;
+    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_relaxed);
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
     pthread_cond_broadcast(&pool->work_ready);
     pthread_mutex_unlock(&pool->lock);
 
     run_share(pool, 0, n_tasks, fn, context);
 
+    if (spin_until_zero(&pool->pending))
+        return;
     pthread_mutex_lock(&pool->lock);
-    while (pool->pending > 0)
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
         pthread_cond_wait(&pool->work_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
+}
+
+/* The work of tt_pool_run_ranges: `parts` contiguous ranges of [0, count). */
+typedef struct range_job {
+    size_t count;
+    size_t parts;
+    tt_pool_range_fn fn;
+    void *context;
+} range_job;
+
+static void run_range(void *context, size_t part)
+{
+    const range_job *job = context;
+    const size_t begin = part * job->count / job->parts;
+    const size_t end = (part + 1) * job->count / job->parts;
+    if (begin < end)
+        job->fn(job->context, begin, end);
+}
+
+void tt_pool_run_ranges(tt_pool *pool, size_t count, size_t min_range, tt_pool_range_fn fn,
+                        void *context)
+{
+    if (count == 0)
+        return;
+    size_t parts = min_range == 0 ? count : count / min_range;
+    const size_t threads = tt_pool_threads(pool);
+    parts = parts < threads ? parts : threads;
+    if (parts <= 1) {
+        fn(context, 0, count);
+        return;
+    }
+    range_job job = {count, parts, fn, context};
+    tt_pool_run(pool, parts, run_range, &job);
 }
