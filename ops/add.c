@@ -90,7 +90,8 @@ static void add_forward_range(void *context, size_t begin, size_t end)
                 job->b + begin * job->vb.row_step, job->vb, end - begin, job->cols);
 }
 
-/* Fewest rows of `cols` elements that make TT_PARALLEL_MIN_ELEMENTS. */
+/* Minimum number of rows of `cols` elements that make
+ * TT_PARALLEL_MIN_ELEMENTS. */
 static size_t min_rows(size_t cols)
 {
     return (TT_PARALLEL_MIN_ELEMENTS + cols - 1) / cols;
@@ -127,8 +128,8 @@ typedef struct operand_grad {
 /* dx += dc summed over x's repeated dimensions, or dx = that sum when
  * x.add is false, for rows [begin, end) of dc (rows × cols). A repeated
  * row dimension (x is 1 × cols or 1 × 1 while dc has several rows) sums
- * down the columns, so such an operand must get all rows in one call;
- * its gradient must already hold a value to add to (see
+ * down the columns, so such an operand must get all rows in one call.
+ * Its gradient must then already contain a value to add to (see
  * add_tape_backward). */
 static void add_backward_rows(operand_grad x, const tt_real *dc, size_t begin, size_t end,
                               size_t cols)
@@ -149,10 +150,10 @@ static void add_backward_rows(operand_grad x, const tt_real *dc, size_t begin, s
     }
 }
 
-/* The backward pass of one add over a range of rows of dc, both operands
- * together, so that each row of dc is read from memory once: for a bias
- * add, the copy into the product's gradient and the bias gradient's row
- * sum (eq. 14) come from the same pass. */
+/* The backward pass of one add over a range of rows of dc. It handles both
+ * operands row by row, so that each row of dc is read from memory once.
+ * For a bias add, the copy into the product's gradient and the bias
+ * gradient's row sum (eq. 14) thus come from one pass. */
 typedef struct add_backward_job {
     operand_grad operands[2];
     const tt_real *dc;
@@ -184,7 +185,7 @@ static void add_tape_backward(const tt_record *record)
         if (operand->view.row_step == 0 && c->rows > 1) {
             rows_independent = false;
             /* Every row of dc adds into the same row of dx, so start it
-             * at 0 unless it already holds a value. */
+             * at 0 unless it already contains a value. */
             if (!operand->add) {
                 const size_t size = operand->view.col_step == 1 ? c->cols : 1;
                 for (size_t j = 0; j < size; j++)
@@ -193,9 +194,9 @@ static void add_tape_backward(const tt_record *record)
             }
         }
     }
-    /* Rows go to threads whole, so every sum keeps its order; an operand
-     * repeated down the rows sums across them, so then one thread does
-     * all. */
+    /* Rows go to threads whole, so every row sum keeps its order. An
+     * operand repeated down the rows sums across rows, so then the calling
+     * thread does all of them. */
     if (rows_independent)
         tt_pool_run_ranges(c->tape->pool, c->rows, min_rows(c->cols), add_backward_range, &job);
     else

@@ -103,7 +103,7 @@ size_t tt_pool_threads(const tt_pool *pool);
  * t mod n_threads, in increasing order on each thread. */
 void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context);
 
-/* Fewest elements that an elementwise pass gives one thread. A pass over
+/* Minimum number of elements that an elementwise pass gives one thread. A pass over
  * 16384 floats (64 KiB read and 64 KiB written) takes a few microseconds,
  * about what handing a range to a polling worker and waiting for it costs,
  * so smaller passes stay on the calling thread. */
@@ -114,7 +114,7 @@ typedef void (*tt_pool_range_fn)(void *context, size_t begin, size_t end);
 
 /* Calls fn on contiguous ranges that cover [0, count) once, one range per
  * thread, with at least `min_range` items in each, and returns when all
- * are done; with fewer than 2 × min_range items it calls fn(context, 0,
+ * are done. With fewer than 2 × min_range items it calls fn(context, 0,
  * count) on the calling thread. Where the ranges split depends on the
  * thread count, so fn must give the same bits however [0, count) is cut:
  * elementwise work, or sums over items that each stay inside one call

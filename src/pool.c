@@ -8,9 +8,9 @@
  * results do not depend on it at all.
  *
  * Waiting: a training step starts many short runs in a row, a few tens of
- * microseconds apart, and waking a sleeping thread costs about as much as
- * a short run (a futex call, and on a virtual machine an interrupt to an
- * idle virtual CPU). So a worker that finishes a run first polls for the
+ * microseconds apart. Waking a sleeping thread costs about as much as a
+ * short run, because it takes a futex call and, on a virtual machine, an
+ * interrupt to an idle virtual CPU. So a worker that finishes a run first polls for the
  * next one for up to SPIN_NANOSECONDS, and the caller polls for the
  * workers to finish for as long, before either sleeps on a condition
  * variable. Between training steps and when the pool is idle, every
@@ -66,7 +66,7 @@ struct tt_pool {
 
     /* The current run. The caller writes n_tasks, fn and context, then
      * increments `generation` under `lock` with release order, so a worker
-     * that reads the new generation with acquire order sees the run. */
+     * that reads the new generation with acquire order reads the new run. */
     _Atomic uint64_t generation;
     size_t n_tasks;
     tt_pool_task_fn fn;
@@ -102,7 +102,7 @@ static bool spin_while_equal_u64(_Atomic uint64_t *value, uint64_t unwanted)
     }
 }
 
-/* Polls until *value is zero or SPIN_NANOSECONDS pass; returns whether it
+/* Polls until *value is zero or SPIN_NANOSECONDS pass. Returns whether it
  * saw zero. */
 static bool spin_until_zero(_Atomic size_t *value)
 {
@@ -229,7 +229,7 @@ void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *contex
     }
 
     /* Every worker has finished the previous run (pending reached 0), so
-     * none reads these fields until it sees the new generation. */
+     * none reads these fields before it loads the new generation. */
     pool->n_tasks = n_tasks;
     pool->fn = fn;
     pool->context = context;
