@@ -217,9 +217,8 @@ TT_API void tt_tape_reset(tt_tape *tape);
  * what a new tape uses. Results are bitwise identical for every thread
  * count: each thread computes whole tiles of a product's output, or whole
  * rows or elements of relu and add, with the same sums in the same order.
- * relu and add stay on the calling thread below 32768 elements, and the
- * other ops always do. Between runs the workers poll for new work for up
- * to 0.2 ms before they sleep. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
+ * relu and add stay on the calling thread below 131072 elements, and the
+ * other ops always do. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
  * TT_ERR_NOMEM, keeping the previous count, if the threads cannot start.
  * Do not call it while another thread runs an op on this tape. */
 TT_API tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err);

@@ -103,11 +103,11 @@ size_t tt_pool_threads(const tt_pool *pool);
  * t mod n_threads, in increasing order on each thread. */
 void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context);
 
-/* Minimum number of elements that an elementwise pass gives one thread. A pass over
- * 16384 floats (64 KiB read and 64 KiB written) takes a few microseconds,
- * about what handing a range to a polling worker and waiting for it costs,
- * so smaller passes stay on the calling thread. */
-#define TT_PARALLEL_MIN_ELEMENTS ((size_t)16384)
+/* Minimum number of elements that an elementwise pass gives one thread.
+ * Waking a sleeping worker and waiting for it took 15 to 30 µs on a
+ * 2-core Zen 3 virtual machine, about as long as one pass over 65536
+ * floats, so smaller passes stay on the calling thread. */
+#define TT_PARALLEL_MIN_ELEMENTS ((size_t)65536)
 
 /* One range of a parallel loop over [0, count): fn(context, begin, end). */
 typedef void (*tt_pool_range_fn)(void *context, size_t begin, size_t end);

@@ -5,47 +5,12 @@
  * returns when all have finished. Task t always goes to thread t mod
  * n_threads, so which thread computes what depends only on the thread
  * count, and since every task writes its own disjoint part of the output,
- * results do not depend on it at all.
- *
- * Waiting: a training step starts many short runs in a row, a few tens of
- * microseconds apart. Waking a sleeping thread costs about as much as a
- * short run, because it takes a futex call and, on a virtual machine, an
- * interrupt to an idle virtual CPU. So a worker that finishes a run first polls for the
- * next one for up to SPIN_NANOSECONDS, and the caller polls for the
- * workers to finish for as long, before either sleeps on a condition
- * variable. Between training steps and when the pool is idle, every
- * thread sleeps. */
+ * results do not depend on it at all. Workers sleep on a condition
+ * variable between runs; nothing spins. */
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "internal.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CPU_RELAX() _mm_pause()
-#else
-#define CPU_RELAX() ((void)0)
-#endif
-
-/* How long a thread polls before it sleeps: long enough to bridge the gap
- * between two parallel runs of a step, short enough that an idle pool
- * gives its CPUs back within a fraction of a millisecond. After the first
- * YIELD_AFTER_NANOSECONDS a polling thread also yields its CPU between
- * polls, so that on a machine with more runnable threads than CPUs it does
- * not hold a CPU that a thread of the run, or another program, needs. */
-#ifndef SPIN_NANOSECONDS
-#define SPIN_NANOSECONDS 200000
-#endif
-#ifndef YIELD_AFTER_NANOSECONDS
-#define YIELD_AFTER_NANOSECONDS 2000
-#endif
-
-/* Polls between two readings of the clock. */
-#define POLLS_PER_CLOCK_READ 64
 
 typedef struct worker {
     pthread_t thread;
@@ -64,62 +29,14 @@ struct tt_pool {
     pthread_cond_t work_ready;
     pthread_cond_t work_done;
 
-    /* The current run. The caller writes n_tasks, fn and context, then
-     * increments `generation` under `lock` with release order, so a worker
-     * that reads the new generation with acquire order reads the new run. */
-    _Atomic uint64_t generation;
+    /* The current run, guarded by `lock`. */
+    uint64_t generation; /* incremented for each run, so workers see new work */
     size_t n_tasks;
     tt_pool_task_fn fn;
     void *context;
-    _Atomic size_t pending; /* workers that have not finished the current run */
-    /* Set by tt_pool_free before its last increment of `generation`. */
-    atomic_bool stopping;
+    size_t pending; /* workers that have not finished the current run */
+    bool stopping;
 };
-
-static uint64_t monotonic_nanoseconds(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
-/* Polls until *value differs from `unwanted` or SPIN_NANOSECONDS pass.
- * Returns whether it saw a different value. */
-static bool spin_while_equal_u64(_Atomic uint64_t *value, uint64_t unwanted)
-{
-    const uint64_t start = monotonic_nanoseconds();
-    for (;;) {
-        for (int i = 0; i < POLLS_PER_CLOCK_READ; i++) {
-            if (atomic_load_explicit(value, memory_order_acquire) != unwanted)
-                return true;
-            CPU_RELAX();
-        }
-        const uint64_t elapsed = monotonic_nanoseconds() - start;
-        if (elapsed > SPIN_NANOSECONDS)
-            return false;
-        if (elapsed > YIELD_AFTER_NANOSECONDS)
-            sched_yield();
-    }
-}
-
-/* Polls until *value is zero or SPIN_NANOSECONDS pass. Returns whether it
- * saw zero. */
-static bool spin_until_zero(_Atomic size_t *value)
-{
-    const uint64_t start = monotonic_nanoseconds();
-    for (;;) {
-        for (int i = 0; i < POLLS_PER_CLOCK_READ; i++) {
-            if (atomic_load_explicit(value, memory_order_acquire) == 0)
-                return true;
-            CPU_RELAX();
-        }
-        const uint64_t elapsed = monotonic_nanoseconds() - start;
-        if (elapsed > SPIN_NANOSECONDS)
-            return false;
-        if (elapsed > YIELD_AFTER_NANOSECONDS)
-            sched_yield();
-    }
-}
 
 static void run_share(tt_pool *pool, size_t thread, size_t n_tasks, tt_pool_task_fn fn,
                       void *context)
@@ -135,29 +52,25 @@ static void *worker_main(void *argument)
     const size_t index = self->index;
 
     uint64_t seen = 0;
+    pthread_mutex_lock(&pool->lock);
     for (;;) {
-        if (!spin_while_equal_u64(&pool->generation, seen)) {
-            pthread_mutex_lock(&pool->lock);
-            while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen)
-                pthread_cond_wait(&pool->work_ready, &pool->lock);
-            pthread_mutex_unlock(&pool->lock);
-        }
-        seen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        /* tt_pool_free sets `stopping` and then increments the generation,
-         * so the acquire load above makes the flag visible. */
-        if (atomic_load_explicit(&pool->stopping, memory_order_relaxed))
+        while (!pool->stopping && pool->generation == seen)
+            pthread_cond_wait(&pool->work_ready, &pool->lock);
+        if (pool->stopping)
             break;
+        seen = pool->generation;
+        const size_t n_tasks = pool->n_tasks;
+        tt_pool_task_fn fn = pool->fn;
+        void *context = pool->context;
+        pthread_mutex_unlock(&pool->lock);
 
-        run_share(pool, index, pool->n_tasks, pool->fn, pool->context);
+        run_share(pool, index, n_tasks, fn, context);
 
-        if (atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel) == 1) {
-            /* The caller may be asleep: wake it under the lock, so that it
-             * cannot check `pending` and then miss this signal. */
-            pthread_mutex_lock(&pool->lock);
+        pthread_mutex_lock(&pool->lock);
+        if (--pool->pending == 0)
             pthread_cond_signal(&pool->work_done);
-            pthread_mutex_unlock(&pool->lock);
-        }
     }
+    pthread_mutex_unlock(&pool->lock);
     return NULL;
 }
 
@@ -201,8 +114,7 @@ void tt_pool_free(tt_pool *pool)
         return;
     if (pool->workers != NULL) {
         pthread_mutex_lock(&pool->lock);
-        atomic_store_explicit(&pool->stopping, true, memory_order_relaxed);
-        atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+        pool->stopping = true;
         pthread_cond_broadcast(&pool->work_ready);
         pthread_mutex_unlock(&pool->lock);
         for (size_t i = 1; i < pool->n_threads; i++)
@@ -228,23 +140,19 @@ void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *contex
         return;
     }
 
-    /* Every worker has finished the previous run (pending reached 0), so
-     * none reads these fields before it loads the new generation. */
+    pthread_mutex_lock(&pool->lock);
+    pool->generation++;
     pool->n_tasks = n_tasks;
     pool->fn = fn;
     pool->context = context;
-    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_relaxed);
-    pthread_mutex_lock(&pool->lock);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    pool->pending = pool->n_threads - 1;
     pthread_cond_broadcast(&pool->work_ready);
     pthread_mutex_unlock(&pool->lock);
 
     run_share(pool, 0, n_tasks, fn, context);
 
-    if (spin_until_zero(&pool->pending))
-        return;
     pthread_mutex_lock(&pool->lock);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0)
+    while (pool->pending > 0)
         pthread_cond_wait(&pool->work_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
 }

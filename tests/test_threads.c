@@ -130,10 +130,10 @@ START_TEST(training_repeats_exactly_for_same_seed)
 }
 END_TEST
 
-/* Elementwise ops and the bias add split their rows or elements over the
- * tape's threads once a tensor has enough of them. ELEMENT_ROWS ×
- * ELEMENT_COLS is several times the size at which they start to split. */
-enum { ELEMENT_ROWS = 300, ELEMENT_COLS = 200 };
+/* relu and add split their elements or rows over the tape's threads from
+ * 131072 elements on, with at least 65536 in each part. 600 × 400 elements
+ * make three parts on three threads. */
+enum { ELEMENT_ROWS = 600, ELEMENT_COLS = 400 };
 
 /* The outputs and gradients of one run of elementwise_graph. */
 typedef struct elementwise_result {
