@@ -116,9 +116,9 @@ typedef void (*tt_pool_range_fn)(void *context, size_t begin, size_t end);
  * thread, with at least `min_range` items in each, and returns when all
  * are done. With fewer than 2 × min_range items it calls fn(context, 0,
  * count) on the calling thread. Where the ranges split depends on the
- * thread count, so fn must give the same bits however [0, count) is cut:
- * elementwise work, or sums over items that each stay inside one call
- * (the sum of a whole row, for a loop over rows). */
+ * thread count, so fn must give the same bits however [0, count) is cut.
+ * Elementwise work does, and so do sums over items that each stay inside
+ * one call, such as the sum of a whole row in a loop over rows. */
 void tt_pool_run_ranges(tt_pool *pool, size_t count, size_t min_range, tt_pool_range_fn fn,
                         void *context);
 
