@@ -271,17 +271,18 @@ TT_API void tt_tape_reset(tt_tape *tape);
 /* Maximum number of threads a tape can use. */
 #define TT_MAX_THREADS 256
 
-/* Sets how many threads this tape's matrix products use, counting the
- * calling thread; 0 means one per online CPU, which is also what a new
- * tape uses. Results are bitwise identical for every thread count: each
- * thread computes whole tiles of the output with the same sums in the same
- * order. Only matrix products are split; other ops run on the calling
- * thread. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
+/* Sets how many threads this tape's matrix products, relu and add use,
+ * counting the calling thread; 0 means one per online CPU, which is also
+ * what a new tape uses. Results are bitwise identical for every thread
+ * count: each thread computes whole tiles of a product's output, or whole
+ * rows or elements of relu and add, with the same sums in the same order.
+ * relu and add stay on the calling thread below 131072 elements, and the
+ * other ops always do. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
  * TT_ERR_NOMEM, keeping the previous count, if the threads cannot start.
  * Do not call it while another thread runs an op on this tape. */
 TT_API tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err);
 
-/* Number of threads this tape's matrix products use; 0 for NULL. */
+/* Number of threads this tape's parallel ops use; 0 for NULL. */
 TT_API size_t tt_tape_threads(const tt_tape *tape);
 
 /* TT_OK, or the status of the first failure since the last reset. */

@@ -73,7 +73,30 @@ static void add_forward(tt_real *c, const tt_real *a, broadcast_view va, const t
     }
 }
 
-/* dx += dc summed over x's repeated dimensions, for one operand x. */
+/* The forward pass over a range of rows of C, for the tape's threads. */
+typedef struct add_forward_job {
+    tt_real *c;
+    const tt_real *a;
+    broadcast_view va;
+    const tt_real *b;
+    broadcast_view vb;
+    size_t cols;
+} add_forward_job;
+
+static void add_forward_range(void *context, size_t begin, size_t end)
+{
+    const add_forward_job *job = context;
+    add_forward(job->c + begin * job->cols, job->a + begin * job->va.row_step, job->va,
+                job->b + begin * job->vb.row_step, job->vb, end - begin, job->cols);
+}
+
+/* Minimum number of rows of `cols` elements that make
+ * TT_PARALLEL_MIN_ELEMENTS. */
+static size_t min_rows(size_t cols)
+{
+    return (TT_PARALLEL_MIN_ELEMENTS + cols - 1) / cols;
+}
+
 /* Independent partial sums in a row sum, so that the compiler can keep
  * them in one vector register while each sum keeps a fixed order. */
 #define ROW_SUM_LANES 8
@@ -94,44 +117,100 @@ static tt_real row_sum(const tt_real *row, size_t cols)
     return sum;
 }
 
-/* dx += dc summed over x's repeated dimensions, for one operand x, or
- * dx = that sum when add is false. */
-static void add_backward(tt_real *dx, bool add, broadcast_view vx, const tt_real *dc,
-                         size_t rows, size_t cols)
-{
-    const bool repeated_rows = vx.row_step == 0 && rows > 1;
-    if (!add && repeated_rows) {
-        /* Every row of dc adds into the same row of dx, so start it at 0. */
-        const size_t size = vx.col_step == 1 ? cols : 1;
-        for (size_t i = 0; i < size; i++)
-            dx[i] = 0;
-        add = true;
-    }
+/* One operand's part of the backward pass: its gradient, whether the step
+ * adds to it, and how it was repeated. */
+typedef struct operand_grad {
+    tt_real *dx; /* NULL when the operand takes no gradient */
+    bool add;
+    broadcast_view view;
+} operand_grad;
 
-    for (size_t r = 0; r < rows; r++) {
-        tt_real *dx_row = dx + r * vx.row_step;
+/* dx += dc summed over x's repeated dimensions, or dx = that sum when
+ * x.add is false, for rows [begin, end) of dc (rows × cols). A repeated
+ * row dimension (x is 1 × cols or 1 × 1 while dc has several rows) sums
+ * down the columns, so such an operand must get all rows in one call.
+ * Its gradient must then already contain a value to add to (see
+ * add_tape_backward). */
+static void add_backward_rows(operand_grad x, const tt_real *dc, size_t begin, size_t end,
+                              size_t cols)
+{
+    for (size_t r = begin; r < end; r++) {
+        tt_real *dx_row = x.dx + r * x.view.row_step;
         const tt_real *dc_row = dc + r * cols;
-        if (vx.col_step == 1 && add) {
+        if (x.view.col_step == 1 && x.add) {
             for (size_t i = 0; i < cols; i++)
                 dx_row[i] += dc_row[i];
-        } else if (vx.col_step == 1) {
+        } else if (x.view.col_step == 1) {
             for (size_t i = 0; i < cols; i++)
                 dx_row[i] = dc_row[i];
         } else {
             const tt_real sum = row_sum(dc_row, cols);
-            dx_row[0] = add ? dx_row[0] + sum : sum;
+            dx_row[0] = x.add ? dx_row[0] + sum : sum;
         }
+    }
+}
+
+/* The backward pass of one add over a range of rows of dc. It handles both
+ * operands one small block of rows at a time, so that each row of dc is
+ * read from memory once.
+ * For a bias add, the copy into the product's gradient and the bias
+ * gradient's row sum (eq. 14) thus come from one pass. */
+typedef struct add_backward_job {
+    operand_grad operands[2];
+    const tt_real *dc;
+    size_t cols;
+} add_backward_job;
+
+/* Elements of dc in a block of rows that both operands handle in turn: 8
+ * KiB of float, which stays in the L1 cache between the two passes. */
+#define BACKWARD_BLOCK_ELEMENTS 2048
+
+static void add_backward_range(void *context, size_t begin, size_t end)
+{
+    const add_backward_job *job = context;
+    size_t block_rows = BACKWARD_BLOCK_ELEMENTS / job->cols;
+    if (block_rows == 0)
+        block_rows = 1;
+    for (size_t first = begin; first < end; first += block_rows) {
+        const size_t last = end - first < block_rows ? end : first + block_rows;
+        for (size_t i = 0; i < 2; i++)
+            if (job->operands[i].dx != NULL)
+                add_backward_rows(job->operands[i], job->dc, first, last, job->cols);
     }
 }
 
 static void add_tape_backward(const tt_record *record)
 {
     const tt_tensor *c = record->output;
+    add_backward_job job = {{{NULL, false, {0, 0}}, {NULL, false, {0, 0}}}, c->grad, c->cols};
+    bool rows_independent = true;
     for (size_t i = 0; i < 2; i++) {
         tt_tensor *x = record->inputs[i];
-        if (x->grad != NULL)
-            add_backward(x->grad, tt_grad_accumulates(x), view_of(x), c->grad, c->rows, c->cols);
+        if (x->grad == NULL)
+            continue;
+        operand_grad *operand = &job.operands[i];
+        operand->dx = x->grad;
+        operand->add = tt_grad_accumulates(x);
+        operand->view = view_of(x);
+        if (operand->view.row_step == 0 && c->rows > 1) {
+            rows_independent = false;
+            /* Every row of dc adds into the same row of dx, so start it
+             * at 0 unless it already contains a value. */
+            if (!operand->add) {
+                const size_t size = operand->view.col_step == 1 ? c->cols : 1;
+                for (size_t j = 0; j < size; j++)
+                    operand->dx[j] = 0;
+                operand->add = true;
+            }
+        }
     }
+    /* Rows go to threads whole, so every row sum keeps its order. An
+     * operand repeated down the rows sums across rows, so then the calling
+     * thread does all of them. */
+    if (rows_independent)
+        tt_pool_run_ranges(c->tape->pool, c->rows, min_rows(c->cols), add_backward_range, &job);
+    else
+        add_backward_range(&job, 0, c->rows);
 }
 
 static const tt_op add_op = {.name = "add", .n_inputs = 2, .backward = add_tape_backward};
@@ -150,7 +229,8 @@ tt_tensor *tt_add(tt_tape *tape, tt_tensor *a, tt_tensor *b)
     tt_tensor *c = tt_op_output(tape, &add_op, inputs, rows, cols);
     if (c == NULL)
         return NULL;
-    add_forward(c->data, a->data, view_of(a), b->data, view_of(b), rows, cols);
+    add_forward_job job = {c->data, a->data, view_of(a), b->data, view_of(b), cols};
+    tt_pool_run_ranges(tape->pool, rows, min_rows(cols), add_forward_range, &job);
     tt_op_record(tape, &add_op, inputs, c, NULL);
     return c;
 }

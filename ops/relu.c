@@ -37,12 +37,33 @@ static void relu_backward(tt_real *restrict dx, bool add, const tt_real *restric
     }
 }
 
+/* One pass of relu over the tape's threads: each range of elements goes
+ * to one thread. Elementwise, so the split does not change any bit. */
+typedef struct relu_job {
+    tt_real *out;        /* forward: out; backward: dx */
+    const tt_real *x;
+    const tt_real *dout; /* NULL for the forward pass */
+    bool add;
+} relu_job;
+
+static void relu_range(void *context, size_t begin, size_t end)
+{
+    const relu_job *job = context;
+    if (job->dout == NULL)
+        relu_forward(job->out + begin, job->x + begin, end - begin);
+    else
+        relu_backward(job->out + begin, job->add, job->dout + begin, job->x + begin,
+                      end - begin);
+}
+
 static void relu_tape_backward(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
-    if (x->grad != NULL)
-        relu_backward(x->grad, tt_grad_accumulates(x), record->output->grad, x->data,
-                      tt_tensor_size(x));
+    if (x->grad == NULL)
+        return;
+    relu_job job = {x->grad, x->data, record->output->grad, tt_grad_accumulates(x)};
+    tt_pool_run_ranges(record->output->tape->pool, tt_tensor_size(x), TT_PARALLEL_MIN_ELEMENTS,
+                       relu_range, &job);
 }
 
 /* Whether an element of x is on different sides of the kink at 0 in the two
@@ -76,7 +97,8 @@ tt_tensor *tt_relu(tt_tape *tape, tt_tensor *x)
     tt_tensor *out = tt_op_output(tape, &relu_op, inputs, x->rows, x->cols);
     if (out == NULL)
         return NULL;
-    relu_forward(out->data, x->data, tt_tensor_size(x));
+    relu_job job = {out->data, x->data, NULL, false};
+    tt_pool_run_ranges(tape->pool, tt_tensor_size(x), TT_PARALLEL_MIN_ELEMENTS, relu_range, &job);
     tt_op_record(tape, &relu_op, inputs, out, NULL);
     return out;
 }

@@ -156,3 +156,36 @@ void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *contex
         pthread_cond_wait(&pool->work_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
 }
+
+/* The work of tt_pool_run_ranges: `parts` contiguous ranges of [0, count). */
+typedef struct range_job {
+    size_t count;
+    size_t parts;
+    tt_pool_range_fn fn;
+    void *context;
+} range_job;
+
+static void run_range(void *context, size_t part)
+{
+    const range_job *job = context;
+    const size_t begin = part * job->count / job->parts;
+    const size_t end = (part + 1) * job->count / job->parts;
+    if (begin < end)
+        job->fn(job->context, begin, end);
+}
+
+void tt_pool_run_ranges(tt_pool *pool, size_t count, size_t min_range, tt_pool_range_fn fn,
+                        void *context)
+{
+    if (count == 0)
+        return;
+    size_t parts = min_range == 0 ? count : count / min_range;
+    const size_t threads = tt_pool_threads(pool);
+    parts = parts < threads ? parts : threads;
+    if (parts <= 1) {
+        fn(context, 0, count);
+        return;
+    }
+    range_job job = {count, parts, fn, context};
+    tt_pool_run(pool, parts, run_range, &job);
+}

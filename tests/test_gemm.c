@@ -244,6 +244,94 @@ START_TEST(gemm_threads_give_same_bits)
 }
 END_TEST
 
+/* How many calls covered each index. Ranges are disjoint, so threads
+ * never increment the same counter. */
+typedef struct range_record {
+    unsigned visits[100];
+} range_record;
+
+static void record_range(void *context, size_t begin, size_t end)
+{
+    range_record *record = context;
+    for (size_t i = begin; i < end; i++)
+        record->visits[i]++;
+}
+
+/* tt_pool_run_ranges covers every index exactly once for any thread
+ * count, and keeps a loop with too few items on the calling thread. */
+START_TEST(pool_ranges_cover_each_index_once)
+{
+    const size_t thread_counts[] = {1, 2, 3, 5};
+    const size_t counts[] = {1, 7, 40, 99, 100};
+    const size_t min_ranges[] = {0, 1, 10, 30, 60};
+    for (size_t t = 0; t < sizeof thread_counts / sizeof thread_counts[0]; t++) {
+        tt_pool *pool = tt_pool_new(thread_counts[t]);
+        ck_assert_ptr_nonnull(pool);
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            for (size_t r = 0; r < sizeof min_ranges / sizeof min_ranges[0]; r++) {
+                range_record record = {{0}};
+                tt_pool_run_ranges(pool, counts[c], min_ranges[r], record_range, &record);
+                for (size_t i = 0; i < 100; i++)
+                    ck_assert_msg(record.visits[i] == (i < counts[c] ? 1u : 0u),
+                                  "%zu threads, count %zu, min_range %zu: index %zu visited "
+                                  "%u times",
+                                  thread_counts[t], counts[c], min_ranges[r], i,
+                                  record.visits[i]);
+            }
+        }
+        tt_pool_free(pool);
+    }
+}
+END_TEST
+
+/* The ranges that tt_pool_run_ranges is expected to make: their starts,
+ * and the ends that the calls report. */
+typedef struct range_split {
+    size_t begins[8];
+    size_t ends[8];
+    size_t parts;
+} range_split;
+
+static void record_split(void *context, size_t begin, size_t end)
+{
+    range_split *split = context;
+    /* A range's start identifies its part. Parts run concurrently, but
+     * each writes only its own slot. */
+    for (size_t part = 0; part < split->parts; part++) {
+        if (split->begins[part] == begin) {
+            split->ends[part] = end;
+            return;
+        }
+    }
+}
+
+START_TEST(pool_ranges_respect_min_range)
+{
+    tt_pool *pool = tt_pool_new(3);
+    ck_assert_ptr_nonnull(pool);
+
+    /* 59 items with at least 30 per range: one range on the caller. */
+    range_split single = {{0}, {0}, 1};
+    tt_pool_run_ranges(pool, 59, 30, record_split, &single);
+    ck_assert_uint_eq(single.ends[0], 59);
+
+    /* 90 items, three threads, at least 30 per range: three ranges of 30. */
+    range_split three = {{0, 30, 60}, {0, 0, 0}, 3};
+    tt_pool_run_ranges(pool, 90, 30, record_split, &three);
+    ck_assert_uint_eq(three.ends[0], 30);
+    ck_assert_uint_eq(three.ends[1], 60);
+    ck_assert_uint_eq(three.ends[2], 90);
+
+    /* 70 items with at least 30 per range: two ranges, 35 each. */
+    range_split two = {{0, 35}, {0, 0}, 2};
+    tt_pool_run_ranges(pool, 70, 30, record_split, &two);
+    ck_assert_uint_eq(two.ends[0], 35);
+    ck_assert_uint_eq(two.ends[1], 70);
+
+    tt_pool_free(pool);
+}
+END_TEST
+
 /* A thread computes a slice of C in the scratch reserved for the whole
  * product, so no slice may need more scratch than the whole. */
 START_TEST(gemm_scratch_covers_every_slice)
@@ -300,6 +388,9 @@ static Suite *gemm_suite(void)
     tcase_add_loop_test(reference, gemm_threads_give_same_bits, 0, count);
     tcase_add_loop_test(reference, gemm_scratch_covers_every_slice, 0, count);
     tcase_add_test(reference, gemm_best_kernel_is_supported);
+    TCase *pool = add_test_case(suite, "pool");
+    tcase_add_test(pool, pool_ranges_cover_each_index_once);
+    tcase_add_test(pool, pool_ranges_respect_min_range);
     return suite;
 }
 

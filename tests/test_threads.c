@@ -130,6 +130,104 @@ START_TEST(training_repeats_exactly_for_same_seed)
 }
 END_TEST
 
+/* relu and add split their elements or rows over the tape's threads from
+ * 131072 elements on, with at least 65536 in each part. 600 × 400 elements
+ * make three parts on three threads. */
+enum { ELEMENT_ROWS = 600, ELEMENT_COLS = 400 };
+
+/* The outputs and gradients of one run of elementwise_graph. */
+typedef struct elementwise_result {
+    tt_real loss;
+    tt_real *relu_out; /* ELEMENT_ROWS × ELEMENT_COLS */
+    tt_tensor *x, *bias, *row, *other;
+} elementwise_result;
+
+/* On `threads` threads, computes
+ *     h = relu(x + bias + row) + other,    loss = cross_entropy(h, labels)
+ * with bias repeated across the columns (the bias gradient is a row sum),
+ * row repeated down the rows (its gradient a column sum) and `other` of
+ * h's shape, then runs backward. Inputs are the same for every call. */
+static elementwise_result elementwise_graph(size_t threads)
+{
+    tt_rng rng;
+    tt_rng_seed(&rng, 77);
+    elementwise_result result;
+    result.x = new_uniform_tensor(ELEMENT_ROWS, ELEMENT_COLS, &rng, -1, 1, "x");
+    result.bias = new_uniform_tensor(ELEMENT_ROWS, 1, &rng, -1, 1, "bias");
+    result.row = new_uniform_tensor(1, ELEMENT_COLS, &rng, -1, 1, "row");
+    result.other = new_uniform_tensor(ELEMENT_ROWS, ELEMENT_COLS, &rng, -1, 1, "other");
+    require_grad_or_fail(result.x);
+    require_grad_or_fail(result.bias);
+    require_grad_or_fail(result.row);
+    require_grad_or_fail(result.other);
+    int32_t labels[ELEMENT_COLS];
+    fill_labels(labels, ELEMENT_COLS, ELEMENT_ROWS, &rng);
+
+    tt_error err;
+    tt_tape *tape = new_tape_or_fail();
+    ck_assert_msg(tt_tape_set_threads(tape, threads, &err) == TT_OK, "%s", err.message);
+    tt_tensor *relu_out =
+        tt_relu(tape, tt_add(tape, tt_add(tape, result.x, result.bias), result.row));
+    tt_tensor *h = tt_add(tape, relu_out, result.other);
+    tt_tensor *loss = tt_cross_entropy(tape, h, labels, ELEMENT_COLS);
+    ck_assert_msg(tt_tape_backward(tape, loss) == TT_OK, "%s", tt_tape_error(tape)->message);
+
+    result.loss = tt_tensor_data(loss)[0];
+    const size_t size = ELEMENT_ROWS * ELEMENT_COLS;
+    result.relu_out = malloc(size * sizeof *result.relu_out);
+    ck_assert_ptr_nonnull(result.relu_out);
+    memcpy(result.relu_out, tt_tensor_data(relu_out), size * sizeof *result.relu_out);
+    tt_tape_free(tape);
+    return result;
+}
+
+static void free_elementwise_result(elementwise_result *result)
+{
+    free(result->relu_out);
+    tt_tensor_free(result->x);
+    tt_tensor_free(result->bias);
+    tt_tensor_free(result->row);
+    tt_tensor_free(result->other);
+}
+
+static void assert_same_grad_bits(const char *what, size_t threads, tt_tensor *got,
+                                  tt_tensor *want)
+{
+    size_t size = tt_tensor_rows(want) * tt_tensor_cols(want);
+    ck_assert_msg(memcmp(tt_tensor_grad(got), tt_tensor_grad(want), size * sizeof(tt_real)) == 0,
+                  "gradient of %s on %zu threads differs from one thread", what, threads);
+}
+
+START_TEST(elementwise_ops_give_same_bits_for_any_thread_count)
+{
+    elementwise_result want = elementwise_graph(1);
+    /* The gradients are not trivially equal: ReLU zeroes some of x's. */
+    size_t zeroed = 0;
+    const tt_real *dx = tt_tensor_grad(want.x);
+    for (size_t i = 0; i < ELEMENT_ROWS * ELEMENT_COLS; i++)
+        zeroed += dx[i] == 0;
+    ck_assert_uint_gt(zeroed, ELEMENT_ROWS * ELEMENT_COLS / 4);
+    ck_assert_uint_lt(zeroed, ELEMENT_ROWS * ELEMENT_COLS * 3 / 4);
+
+    const size_t thread_counts[] = {2, 3};
+    for (size_t t = 0; t < sizeof thread_counts / sizeof thread_counts[0]; t++) {
+        const size_t threads = thread_counts[t];
+        elementwise_result got = elementwise_graph(threads);
+        ck_assert_msg(memcmp(&got.loss, &want.loss, sizeof want.loss) == 0,
+                      "loss on %zu threads differs from one thread", threads);
+        ck_assert_msg(memcmp(got.relu_out, want.relu_out,
+                             ELEMENT_ROWS * ELEMENT_COLS * sizeof *want.relu_out) == 0,
+                      "relu output on %zu threads differs from one thread", threads);
+        assert_same_grad_bits("x", threads, got.x, want.x);
+        assert_same_grad_bits("bias", threads, got.bias, want.bias);
+        assert_same_grad_bits("row", threads, got.row, want.row);
+        assert_same_grad_bits("other", threads, got.other, want.other);
+        free_elementwise_result(&got);
+    }
+    free_elementwise_result(&want);
+}
+END_TEST
+
 START_TEST(new_tape_uses_one_thread_per_online_cpu)
 {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -189,6 +287,7 @@ static Suite *threads_suite(void)
     TCase *results = add_test_case(suite, "results");
     tcase_add_test(results, training_gives_same_bits_for_any_thread_count);
     tcase_add_test(results, training_repeats_exactly_for_same_seed);
+    tcase_add_test(results, elementwise_ops_give_same_bits_for_any_thread_count);
     TCase *settings = add_test_case(suite, "settings");
     tcase_add_test(settings, new_tape_uses_one_thread_per_online_cpu);
     tcase_add_test(settings, set_threads_zero_restores_default);
