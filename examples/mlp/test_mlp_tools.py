@@ -507,7 +507,7 @@ def check_messages(mlp, data, dtype):
 def check_epochs_without_history(mlp, data):
     """A huge --epochs allocates nothing up front: this run fails only when
     the rate makes training diverge in epoch 1."""
-    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", "1", "--lr", "1e30",
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", "1", "--lr", "1e300",
                  "--epochs", "18446744073709551615")
     check(result.returncode == 1 and
           result.stderr.startswith("mlp: training diverged in epoch 1 "),

@@ -155,9 +155,10 @@ def check_quiet(output):
 
 def check_error_after_bar(mlp, directory):
     """An error during an epoch starts on a line of its own, after the bar."""
-    # A rate of 1e30 drives the loss to infinity or NaN within the epoch.
+    # A rate of 1e300 drives the loss to infinity or NaN within the epoch,
+    # in float and in double.
     args = [mlp, "--data", directory, "--epochs", "1", "--batch", "1", "--hidden", "8",
-            "--threads", "1", "--lr", "1e30"]
+            "--threads", "1", "--lr", "1e300"]
     output = run_under_terminal(args, expected_status=1)
     lines = output.split("\n")
     bar = re.compile(r"(\repoch 1/1 \[[#.]{30}\] +\d+%  \d+ samples/s  loss \S+\x1b\[K)+")
