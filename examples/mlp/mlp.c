@@ -119,9 +119,9 @@
 
 /* A hidden-layer activation that --activation accepts: a built-in op with
  * no parameter (`apply`), or with one (`apply_with`, given
- * `default_parameter` unless the user writes NAME:VALUE), the same
- * function in double for the closed form of --inspect (`inspect`), and the
- * nonlinearity whose gain the weights start with (`init`).
+ * `default_parameter` unless the user writes NAME:VALUE). `inspect` is the
+ * same function in double for the closed form of --inspect, and `init` the
+ * nonlinearity whose gain the weights start with.
  *
  * To train with an activation of your own, write f and f' as plain C
  * functions and create it once with the user-defined activation API, e.g.
