@@ -509,7 +509,7 @@ TT_API tt_tensor *tt_mse(tt_tape *tape, tt_tensor *prediction, tt_tensor *target
  * ones. Create its definition once, apply it on any tape, free it after
  * the last tape that used it has been reset or freed. Example (the README
  * shows a complete one):
- *     static tt_real softsign(tt_real x) { return x / (1 + fabs(x)); }
+ *     static tt_real softsign(tt_real x) { return isinf(x) ? copysign(1, x) : x / (1 + fabs(x)); }
  *     static tt_real softsign_slope(tt_real x) { return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
  *     tt_activation_def def = {.name = "softsign", .function = softsign,
  *                              .derivative = softsign_slope};
@@ -632,8 +632,9 @@ TT_API void tt_custom_op_free(tt_custom_op *op);
  * gives its arena space back. TT_ERR_ARG if `op` or an input is NULL or
  * n_inputs differs from the definition's. The callback's status if it
  * fails, with the message of its tt_custom_fail() or one naming the
- * status. TT_ERR_STATE if it returns TT_OK without creating an output, or
- * if it records ops on the tape. */
+ * status. TT_ERR_STATE if it returns TT_OK without creating an output, if
+ * it returns a value that is not a tt_status (the message names the op and
+ * the value), or if it records ops on the tape. */
 TT_API tt_tensor *tt_custom_op_apply(tt_tape *tape, const tt_custom_op *op,
                                      tt_tensor *const inputs[], size_t n_inputs);
 
@@ -672,7 +673,8 @@ TT_API const tt_real *tt_custom_output_grad(const tt_custom_context *context);
  * range, or outside backward. */
 TT_API tt_real *tt_custom_input_grad(tt_custom_context *context, size_t index);
 
-/* Records `status` (TT_OK counts as TT_ERR_STATE) and a printf-style
+/* Records `status` (TT_OK or a value outside tt_status counts as
+ * TT_ERR_STATE) and a printf-style
  * message, prefixed with "NAME: ", as the tape's error, unless the tape
  * already has one. The op then fails: forward records nothing, and
  * tt_tape_backward() stops and returns the status, with leaf gradients

@@ -228,6 +228,22 @@ static const tt_custom_op *custom_op_of(const tt_record *record)
     return (const tt_custom_op *)record->op;
 }
 
+/* Records the failure that a callback reported by returning `status`, not
+ * TT_OK. A value outside tt_status becomes TT_ERR_STATE, so that the tape's
+ * status is always one that callers can test for. */
+static void fail_with_callback_status(tt_tape *tape, const tt_custom_op *op,
+                                      const char *callback, tt_status status)
+{
+    if (tt_status_is_failure(status))
+        tt_tape_fail(tape, status, "%s: the %s callback failed with status '%s'", op->name,
+                     callback, tt_status_str(status));
+    else
+        tt_tape_fail(tape, TT_ERR_STATE,
+                     "%s: the %s callback returned %d, which is not a tt_status; it must "
+                     "return TT_OK or a failure status such as TT_ERR_ARG",
+                     op->name, callback, (int)status);
+}
+
 /* Runs the backward callback unless no input needs a gradient, and turns
  * its failure into the tape's error, which stops the backward pass. */
 static void custom_backward(const tt_record *record)
@@ -253,8 +269,7 @@ static void custom_backward(const tt_record *record)
                      op->name);
     }
     if (status != TT_OK)
-        tt_tape_fail(tape, status, "%s: the backward callback failed with status '%s'",
-                     op->name, tt_status_str(status));
+        fail_with_callback_status(tape, op, "backward", status);
 }
 
 /* Hands the user's kink test a read-only context for each record. */
@@ -315,8 +330,7 @@ tt_tensor *tt_custom_op_apply(tt_tape *tape, const tt_custom_op *op, tt_tensor *
                      op->name);
     }
     if (status != TT_OK)
-        tt_tape_fail(tape, status, "%s: the forward callback failed with status '%s'",
-                     op->name, tt_status_str(status));
+        fail_with_callback_status(tape, op, "forward", status);
     else if (context.output == NULL)
         tt_tape_fail(tape, TT_ERR_STATE,
                      "%s: the forward callback returned TT_OK without creating an output; "
@@ -475,6 +489,6 @@ void tt_custom_fail(tt_custom_context *context, tt_status status, const char *fo
     va_start(args, format);
     vsnprintf(message, sizeof message, format != NULL ? format : "(no message)", args);
     va_end(args);
-    tt_tape_fail(context->tape, status == TT_OK ? TT_ERR_STATE : status, "%s: %s",
+    tt_tape_fail(context->tape, tt_status_is_failure(status) ? status : TT_ERR_STATE, "%s: %s",
                  context->op->name, message);
 }

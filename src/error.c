@@ -28,6 +28,24 @@ const char *tt_status_str(tt_status status)
     return "unknown status";
 }
 
+bool tt_status_is_failure(tt_status status)
+{
+    switch (status) {
+    case TT_OK:
+        return false;
+    case TT_ERR_ARG:
+    case TT_ERR_SHAPE:
+    case TT_ERR_RANGE:
+    case TT_ERR_NOMEM:
+    case TT_ERR_STATE:
+    case TT_ERR_NUMERIC:
+    case TT_ERR_IO:
+    case TT_ERR_FORMAT:
+        return true;
+    }
+    return false;
+}
+
 void tt_error_vset(tt_error *err, tt_status status, const char *format, va_list args)
 {
     if (err == NULL)

@@ -234,6 +234,10 @@ struct tt_tape {
 void tt_tape_fail(tt_tape *tape, tt_status status, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* True if `status` is one of tt_status's failure values, false for TT_OK
+ * and for any value outside the enum, such as a callback may return. */
+bool tt_status_is_failure(tt_status status);
+
 /* Fills `err` (if not NULL) with a status and a printf-style message. */
 void tt_error_set(tt_error *err, tt_status status, const char *format, ...)
     __attribute__((format(printf, 3, 4)));

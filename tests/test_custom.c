@@ -961,6 +961,21 @@ static tt_status fail_backward(tt_custom_context *context, void *user)
     return TT_ERR_NUMERIC;
 }
 
+/* Returns a value that is not a tt_status, as a careless callback might. */
+static tt_status return_42(tt_custom_context *context, void *user)
+{
+    (void)context;
+    (void)user;
+    return (tt_status)42;
+}
+
+static tt_status return_minus_1(tt_custom_context *context, void *user)
+{
+    (void)context;
+    (void)user;
+    return (tt_status)-1;
+}
+
 /* Applies a one-input op with the given forward and backward to a 1 × 2
  * tensor and returns the tape's status and, in `message`, its error. */
 static tt_status run_one_input_op(tt_custom_fn forward, tt_custom_fn backward, bool run_backward,
@@ -1023,6 +1038,28 @@ START_TEST(custom_op_reports_callback_failures)
     ck_assert_int_eq(run_one_input_op(copy_forward, fail_backward, true, message),
                      TT_ERR_NUMERIC);
     ck_assert_str_eq(message, "faulty: the gradient at (0, 1) is not finite");
+}
+END_TEST
+
+START_TEST(custom_op_maps_unknown_status)
+{
+    char message[TT_ERROR_MESSAGE_MAX];
+
+    ck_assert_int_eq(run_one_input_op(return_42, fail_backward, false, message), TT_ERR_STATE);
+    ck_assert_str_eq(message, "faulty: the forward callback returned 42, which is not a "
+                              "tt_status; it must return TT_OK or a failure status such as "
+                              "TT_ERR_ARG");
+
+    ck_assert_int_eq(run_one_input_op(return_minus_1, fail_backward, false, message),
+                     TT_ERR_STATE);
+    ck_assert_str_eq(message, "faulty: the forward callback returned -1, which is not a "
+                              "tt_status; it must return TT_OK or a failure status such as "
+                              "TT_ERR_ARG");
+
+    ck_assert_int_eq(run_one_input_op(copy_forward, return_42, true, message), TT_ERR_STATE);
+    ck_assert_str_eq(message, "faulty: the backward callback returned 42, which is not a "
+                              "tt_status; it must return TT_OK or a failure status such as "
+                              "TT_ERR_ARG");
 }
 END_TEST
 
@@ -1145,6 +1182,7 @@ static Suite *custom_suite(void)
     tcase_add_test(op, column_norm_rejects_wrong_gain_shape);
     tcase_add_test(op, custom_op_rejects_wrong_inputs);
     tcase_add_test(op, custom_op_reports_callback_failures);
+    tcase_add_test(op, custom_op_maps_unknown_status);
     tcase_add_test(op, custom_op_new_rejects_bad_definitions);
 
     TCase *readme = add_test_case(suite, "readme");

@@ -20,8 +20,9 @@
  * d_2 = 128, so W(1) is 256×784, W(2) 128×256 and W(3) 10×128; an empty list
  * leaves only W(1), 10×784: a linear softmax classifier.
  *
- * Weights start normal with standard deviation sqrt(2/d_(t-1)) (He
- * initialisation, suited to ReLU: tt_init_kaiming_normal), biases at zero.
+ * Weights start normal with standard deviation gain/sqrt(d_(t-1)) (He
+ * initialisation, tt_init_kaiming_normal), where the gain is PyTorch's for
+ * the hidden activation (sqrt(2) for ReLU), and biases start at zero.
  * Each epoch shuffles the training set (tt_batches), and each minibatch step
  * records the forward pass on a tape, runs backward from L, and lets the
  * optimizer (tt_optimizer) move every parameter, at the rate the schedule
@@ -103,6 +104,13 @@
 #define GZIP_SUPPORT_NOTE "\n                 (not in this build, which lacks zlib: gunzip them first)"
 #endif
 
+/* The precision of tt_real in this build, for messages. */
+#if TT_REAL_IS_DOUBLE
+#define REAL_PRECISION "double precision (double)"
+#else
+#define REAL_PRECISION "single precision (float)"
+#endif
+
 /* Exit status for invalid command-line options. */
 #define EXIT_USAGE 2
 
@@ -111,13 +119,14 @@
 
 /* A hidden-layer activation that --activation accepts: a built-in op with
  * no parameter (`apply`), or with one (`apply_with`, given
- * `default_parameter` unless the user writes NAME:VALUE), and the same
- * function in double for the closed form of --inspect (`inspect`).
+ * `default_parameter` unless the user writes NAME:VALUE). `inspect` is the
+ * same function in double for the closed form of --inspect, and `init` the
+ * nonlinearity whose gain the weights start with.
  *
  * To train with an activation of your own, write f and f' as plain C
  * functions and create it once with the user-defined activation API, e.g.
  * for softsign, x / (1 + |x|):
- *     static tt_real softsign(tt_real x) { return x / (1 + fabs(x)); }
+ *     static tt_real softsign(tt_real x) { return isinf(x) ? copysign(1, x) : x / (1 + fabs(x)); }
  *     static tt_real softsign_slope(tt_real x) { return 1 / ((1 + fabs(x)) * (1 + fabs(x))); }
  *     const tt_activation_def def = {.name = "softsign", .function = softsign,
  *                                    .derivative = softsign_slope};
@@ -128,26 +137,60 @@ typedef struct hidden_activation {
     const char *name;
     tt_tensor *(*apply)(tt_tape *tape, tt_tensor *x);
     tt_tensor *(*apply_with)(tt_tape *tape, tt_tensor *x, tt_real parameter);
-    const char *parameter_name; /* NULL for an activation without a parameter */
+    const char *parameter_name; /* as help and messages write it; NULL without a parameter */
     double default_parameter;
     const inspect_activation *inspect;
+    tt_nonlinearity init;
 } hidden_activation;
 
 /* The leaky ReLU slope 0.01 and the ELU alpha 1 are the usual defaults,
- * those of PyTorch's LeakyReLU and ELU. */
+ * those of PyTorch's LeakyReLU and ELU. The first entry is the default.
+ * NOTE: PyTorch's calculate_gain defines no gain for ELU, softplus, SiLU
+ * or GELU, so those start with ReLU's gain, sqrt(2). */
 static const hidden_activation hidden_activations[] = {
-    {"relu", tt_relu, NULL, NULL, 0, &inspect_relu},
-    {"sigmoid", tt_sigmoid, NULL, NULL, 0, &inspect_sigmoid},
-    {"tanh", tt_tanh, NULL, NULL, 0, &inspect_tanh},
-    {"leaky_relu", NULL, tt_leaky_relu, "slope", 0.01, &inspect_leaky_relu},
-    {"elu", NULL, tt_elu, "alpha", 1.0, &inspect_elu},
-    {"softplus", tt_softplus, NULL, NULL, 0, &inspect_softplus},
-    {"silu", tt_silu, NULL, NULL, 0, &inspect_silu},
-    {"gelu", tt_gelu, NULL, NULL, 0, &inspect_gelu},
-    {"gelu_tanh", tt_gelu_tanh, NULL, NULL, 0, &inspect_gelu_tanh},
+    {"relu", tt_relu, NULL, NULL, 0, &inspect_relu, TT_NONLINEARITY_RELU},
+    {"sigmoid", tt_sigmoid, NULL, NULL, 0, &inspect_sigmoid, TT_NONLINEARITY_SIGMOID},
+    {"tanh", tt_tanh, NULL, NULL, 0, &inspect_tanh, TT_NONLINEARITY_TANH},
+    {"leaky_relu", NULL, tt_leaky_relu, "SLOPE", 0.01, &inspect_leaky_relu,
+     TT_NONLINEARITY_LEAKY_RELU},
+    {"elu", NULL, tt_elu, "ALPHA", 1.0, &inspect_elu, TT_NONLINEARITY_RELU},
+    {"softplus", tt_softplus, NULL, NULL, 0, &inspect_softplus, TT_NONLINEARITY_RELU},
+    {"silu", tt_silu, NULL, NULL, 0, &inspect_silu, TT_NONLINEARITY_RELU},
+    {"gelu", tt_gelu, NULL, NULL, 0, &inspect_gelu, TT_NONLINEARITY_RELU},
+    {"gelu_tanh", tt_gelu_tanh, NULL, NULL, 0, &inspect_gelu_tanh, TT_NONLINEARITY_RELU},
 };
 
 #define N_HIDDEN_ACTIVATIONS (sizeof hidden_activations / sizeof hidden_activations[0])
+
+/* Room for the list that format_activation_list writes. */
+#define ACTIVATION_LIST_MAX 256
+
+/* Writes the names of hidden_activations as a list, "relu, sigmoid, … or
+ * gelu_tanh", with "[:SLOPE]" or the like after each name that takes a
+ * parameter if `with_parameters`. */
+static void format_activation_list(char *text, size_t size, bool with_parameters)
+{
+    size_t used = 0;
+    text[0] = '\0';
+    for (size_t i = 0; i < N_HIDDEN_ACTIVATIONS && used < size; i++) {
+        const hidden_activation *activation = &hidden_activations[i];
+        const char *separator = i == 0                         ? ""
+                                : i + 1 < N_HIDDEN_ACTIVATIONS ? ", "
+                                                               : " or ";
+        bool show_parameter = with_parameters && activation->parameter_name != NULL;
+        used += (size_t)snprintf(text + used, size - used, "%s%s%s%s%s", separator,
+                                 activation->name, show_parameter ? "[:" : "",
+                                 show_parameter ? activation->parameter_name : "",
+                                 show_parameter ? "]" : "");
+    }
+}
+
+/* Options that take a value, in the order of option_names. */
+enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
+                 OPTION_THREADS, OPTION_ACTIVATION, OPTION_SAVE, OPTION_LOAD, OPTION_DOT,
+                 OPTION_LOG, OPTION_PLOT, OPTION_OPTIMIZER, OPTION_SCHEDULE,
+                 OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA,
+                 OPTION_COUNT };
 
 /* Command-line settings. */
 typedef struct options {
@@ -165,8 +208,7 @@ typedef struct options {
     const char *plot_path; /* per-epoch SVG chart, or NULL */
     const hidden_activation *activation; /* g of the hidden layers */
     double activation_parameter;         /* its parameter, if it takes one */
-    bool activation_given; /* --activation was on the command line */
-    bool hidden_given; /* --hidden was on the command line */
+    bool given[OPTION_COUNT]; /* which options were on the command line */
     const char *save_path; /* --save: where to save the model, or NULL */
     const char *load_path; /* --load: the model to start from, or NULL */
     enum optimizer_choice { CHOICE_SGD, CHOICE_MOMENTUM, CHOICE_ADAM } optimizer;
@@ -204,6 +246,33 @@ static void print_usage_line(FILE *stream)
           stream);
 }
 
+/* Column where the help text's descriptions start, and its line width. */
+#define HELP_INDENT 17
+#define HELP_WIDTH 79
+
+/* Prints `text` to stdout as indented help lines, breaking at spaces. */
+static void print_help_paragraph(const char *text)
+{
+    size_t column = 0;
+    while (*text != '\0') {
+        size_t word = strcspn(text, " ");
+        if (column > 0 && column + 1 + word > HELP_WIDTH) {
+            putchar('\n');
+            column = 0;
+        }
+        if (column == 0) {
+            column = (size_t)printf("%*s", HELP_INDENT, "");
+        } else {
+            putchar(' ');
+            column++;
+        }
+        column += (size_t)printf("%.*s", (int)word, text);
+        text += word;
+        text += strspn(text, " ");
+    }
+    putchar('\n');
+}
+
 static void print_help(void)
 {
     print_usage_line(stdout);
@@ -215,12 +284,21 @@ static void print_help(void)
            "  --hidden LIST  comma-separated widths of the hidden layers, e.g. 256,128\n"
            "                 (default %d); an empty LIST ('') trains a linear softmax\n"
            "                 classifier with no hidden layer\n"
-           "  --activation NAME\n"
-           "                 activation of the hidden layers: relu (default), sigmoid,\n"
-           "                 tanh, leaky_relu, elu, softplus, silu, gelu or gelu_tanh.\n"
-           "                 leaky_relu and elu take a parameter as NAME:VALUE, the\n"
-           "                 slope for x < 0 (default 0.01) and alpha (default 1), e.g.\n"
-           "                 leaky_relu:0.1 or elu:0.5\n"
+           "  --activation NAME[:VALUE]\n",
+           GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH);
+    char list[ACTIVATION_LIST_MAX];
+    char paragraph[ACTIVATION_LIST_MAX + 64];
+    format_activation_list(list, sizeof list, true);
+    snprintf(paragraph, sizeof paragraph, "activation of the hidden layers (default %s): %s.",
+             hidden_activations[0].name, list);
+    print_help_paragraph(paragraph);
+    printf("                 SLOPE is leaky_relu's slope for x < 0 (default 0.01) and\n"
+           "                 ALPHA is elu's alpha (default 1), e.g. leaky_relu:0.1 or\n"
+           "                 elu:0.5. The weights start He-normal with the gain that\n"
+           "                 PyTorch's calculate_gain gives for the activation: sqrt(2)\n"
+           "                 for relu, sqrt(2 / (1 + SLOPE^2)) for leaky_relu, 5/3 for\n"
+           "                 tanh, 1 for sigmoid, and relu's sqrt(2) for the others,\n"
+           "                 which calculate_gain has no gain for\n"
            "  --epochs N     number of passes over the training set (default %d); 0\n"
            "                 evaluates the model on the test set without training\n"
            "  --batch N      samples per minibatch, for training and evaluation\n"
@@ -261,6 +339,10 @@ static void print_help(void)
            "  --help         print this help and exit\n"
            "\n"
            "Options take their value as the next argument or after '=' (--lr=0.05).\n"
+           "An option given more than once takes its last value. Options that would\n"
+           "have no effect are rejected: --epochs, --lr, --optimizer, --schedule,\n"
+           "--step-epochs, --step-gamma, --save, --log, --plot and --quiet with\n"
+           "--inspect, and --step-epochs and --step-gamma without --schedule step.\n"
            "Output: one line per epoch with the mean training loss, the test accuracy\n"
            "and the epoch's training time in seconds, then one line of key=value pairs:\n"
            "  epochs=N train_seconds=S train_loss=L test_accuracy=A\n"
@@ -270,8 +352,7 @@ static void print_help(void)
            "second.\n"
            "Exit status: 0 on success, 1 if loading or training fails, %d for invalid\n"
            "options.\n",
-           GZIP_SUPPORT_NOTE, DEFAULT_DATA_DIR, DEFAULT_HIDDEN_WIDTH, DEFAULT_EPOCHS, DEFAULT_BATCH,
-           DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM_LEARNING_RATE, DEFAULT_ADAM_LEARNING_RATE,
+           DEFAULT_EPOCHS, DEFAULT_BATCH, DEFAULT_LEARNING_RATE, DEFAULT_MOMENTUM_LEARNING_RATE, DEFAULT_ADAM_LEARNING_RATE,
            DEFAULT_MOMENTUM, DEFAULT_STEP_EPOCHS, DEFAULT_STEP_GAMMA, DEFAULT_SEED,
            TT_MAX_THREADS, EXIT_USAGE);
 }
@@ -405,13 +486,6 @@ static bool parse_activation(const char *text, const hidden_activation **activat
     return true;
 }
 
-/* Options that take a value, in the order of option_names. */
-enum option_id { OPTION_DATA, OPTION_HIDDEN, OPTION_EPOCHS, OPTION_BATCH, OPTION_LR, OPTION_SEED,
-                 OPTION_THREADS, OPTION_ACTIVATION, OPTION_SAVE, OPTION_LOAD, OPTION_DOT,
-                 OPTION_LOG, OPTION_PLOT, OPTION_OPTIMIZER, OPTION_SCHEDULE,
-                 OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA,
-                 OPTION_COUNT };
-
 static const char *const option_names[OPTION_COUNT] = {
     "data", "hidden", "epochs", "batch", "lr", "seed", "threads", "activation", "save", "load",
     "dot", "log", "plot", "optimizer", "schedule", "step-epochs", "step-gamma"};
@@ -428,12 +502,14 @@ static enum option_id find_option(const char *name, size_t length)
     return OPTION_COUNT;
 }
 
+/* The names of --optimizer, in the order of enum optimizer_choice. */
+static const char *const optimizer_names[] = {"sgd", "momentum", "adam"};
+
 /* Parses an --optimizer name. */
 static bool parse_optimizer(const char *text, enum optimizer_choice *choice)
 {
-    static const char *const names[] = {"sgd", "momentum", "adam"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(text, names[i]) == 0) {
+    for (size_t i = 0; i < sizeof optimizer_names / sizeof optimizer_names[0]; i++) {
+        if (strcmp(text, optimizer_names[i]) == 0) {
             *choice = (enum optimizer_choice)i;
             return true;
         }
@@ -454,7 +530,6 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         return NULL;
     case OPTION_HIDDEN:
         free(opts->hidden);
-        opts->hidden_given = true;
         if (!parse_width_list(value, &opts->hidden, &opts->n_hidden)) {
             return "comma-separated positive integers such as 256,128, or ''";
         }
@@ -474,7 +549,7 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
          * to zero and silently train nothing. */
         if (!parse_positive_real(value, &opts->learning_rate) ||
             (tt_real)opts->learning_rate <= 0) {
-            return "a positive number such as 0.1, large enough to be nonzero in tt_real";
+            return "a positive number such as 0.1, large enough to be nonzero in " REAL_PRECISION;
         }
         return NULL;
     case OPTION_SEED:
@@ -489,12 +564,18 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
         opts->threads = (size_t)threads;
         return NULL;
     }
-    case OPTION_ACTIVATION:
-        opts->activation_given = true;
-        return parse_activation(value, &opts->activation, &opts->activation_parameter)
-                   ? NULL
-                   : "relu, sigmoid, tanh, leaky_relu[:SLOPE], elu[:ALPHA], softplus, silu, "
-                     "gelu or gelu_tanh, with a finite SLOPE or ALPHA";
+    case OPTION_ACTIVATION: {
+        if (parse_activation(value, &opts->activation, &opts->activation_parameter)) {
+            return NULL;
+        }
+        static char expected[ACTIVATION_LIST_MAX + 64];
+        char list[ACTIVATION_LIST_MAX];
+        format_activation_list(list, sizeof list, true);
+        snprintf(expected, sizeof expected,
+                 "%s, where a bracketed parameter is a number within the range of "
+                 REAL_TYPE_NAME, list);
+        return expected;
+    }
     case OPTION_DOT:
     case OPTION_LOG:
     case OPTION_PLOT:
@@ -535,6 +616,40 @@ static const char *set_option(options *opts, enum option_id id, const char *valu
 }
 
 enum parse_result { PARSE_RUN, PARSE_HELP, PARSE_ERROR };
+
+/* Rejects options that would be silently ignored: those that only training
+ * uses, given with --inspect, and the step schedule's settings without
+ * --schedule step. Returns false after printing which option and why. */
+static bool check_option_effects(const options *opts)
+{
+    static const enum option_id training_only[] = {
+        OPTION_EPOCHS, OPTION_LR, OPTION_OPTIMIZER, OPTION_SCHEDULE, OPTION_STEP_EPOCHS,
+        OPTION_STEP_GAMMA, OPTION_SAVE, OPTION_LOG, OPTION_PLOT};
+    if (opts->inspect) {
+        for (size_t i = 0; i < sizeof training_only / sizeof training_only[0]; i++) {
+            if (opts->given[training_only[i]]) {
+                fprintf(stderr, "mlp: --%s has no effect with --inspect, which does not train\n",
+                        option_names[training_only[i]]);
+                return false;
+            }
+        }
+        if (opts->quiet) {
+            fprintf(stderr, "mlp: --quiet has no effect with --inspect, which does not train\n");
+            return false;
+        }
+    }
+    if (opts->schedule != SCHEDULE_STEP) {
+        const enum option_id step_only[] = {OPTION_STEP_EPOCHS, OPTION_STEP_GAMMA};
+        for (size_t i = 0; i < 2; i++) {
+            if (opts->given[step_only[i]]) {
+                fprintf(stderr, "mlp: --%s has no effect without --schedule step\n",
+                        option_names[step_only[i]]);
+                return false;
+            }
+        }
+    }
+    return true;
+}
 
 /* Fills `opts` from the command line. On PARSE_ERROR the reason is already
  * on stderr. Whatever the result, the caller frees opts->hidden. */
@@ -610,6 +725,7 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
             return PARSE_ERROR;
         }
 
+        opts->given[id] = true;
         const char *expected = set_option(opts, id, value);
         if (expected != NULL) {
             fprintf(stderr, "mlp: invalid value '%s' for option '--%s': expected %s\n", value,
@@ -617,7 +733,10 @@ static enum parse_result parse_options(int argc, char **argv, options *opts)
             return PARSE_ERROR;
         }
     }
-    if (opts->load_path != NULL && opts->hidden_given) {
+    if (!check_option_effects(opts)) {
+        return PARSE_ERROR;
+    }
+    if (opts->load_path != NULL && opts->given[OPTION_HIDDEN]) {
         fprintf(stderr, "mlp: --hidden cannot be combined with --load, which takes the widths "
                         "from the file\n");
         return PARSE_ERROR;
@@ -645,11 +764,16 @@ static void model_free(model *net)
 }
 
 /* Creates one layer per entry of `widths` after the first: layer t maps
- * widths[t-1] inputs to widths[t] outputs. W(t) is He-normal (fan in,
- * ReLU gain), b(t) zero. */
+ * widths[t-1] inputs to widths[t] outputs. W(t) is He-normal (fan in, the
+ * gain of net->activation), b(t) zero. Every layer takes that gain, the
+ * output layer and the first one (whose input is the pixels) included,
+ * which for ReLU is the initialisation the defaults were measured with. */
 static bool model_init(model *net, const size_t *widths, size_t n_layers, tt_rng *rng,
                        tt_error *err)
 {
+    const tt_nonlinearity nonlinearity = net->activation->init;
+    const double slope =
+        nonlinearity == TT_NONLINEARITY_LEAKY_RELU ? (double)net->activation_parameter : 0.0;
     net->layers = calloc(n_layers, sizeof *net->layers);
     if (net->layers == NULL) {
         err->status = TT_ERR_NOMEM;
@@ -667,8 +791,7 @@ static bool model_init(model *net, const size_t *widths, size_t n_layers, tt_rng
         snprintf(name, sizeof name, "w%zu", t);
         l->w = tt_tensor_new(d_out, d_in, name, err);
         if (l->w == NULL || tt_tensor_require_grad(l->w, err) != TT_OK ||
-            tt_init_kaiming_normal(l->w, rng, TT_FAN_IN, TT_NONLINEARITY_RELU, 0.0, err) !=
-                TT_OK) {
+            tt_init_kaiming_normal(l->w, rng, TT_FAN_IN, nonlinearity, slope, err) != TT_OK) {
             return false;
         }
 
@@ -756,9 +879,10 @@ static bool use_saved_activation(options *opts, const char *path,
 {
     const hidden_activation *saved = find_activation(arch->activation, strlen(arch->activation));
     if (saved == NULL) {
-        fprintf(stderr, "mlp: %s: unknown activation '%s' in the metadata; expected relu, "
-                        "sigmoid, tanh, leaky_relu, elu, softplus, silu, gelu or gelu_tanh\n",
-                path, arch->activation);
+        char list[ACTIVATION_LIST_MAX];
+        format_activation_list(list, sizeof list, false);
+        fprintf(stderr, "mlp: %s: unknown activation '%s' in the metadata; expected %s\n", path,
+                arch->activation, list);
         return false;
     }
     if (saved->parameter_name == NULL && arch->has_activation_parameter) {
@@ -771,7 +895,7 @@ static bool use_saved_activation(options *opts, const char *path,
                                                       : saved->default_parameter;
 
     /* The parameters are compared as the op applies them, in tt_real. */
-    if (opts->activation_given &&
+    if (opts->given[OPTION_ACTIVATION] &&
         (opts->activation != saved ||
          (tt_real)opts->activation_parameter != (tt_real)parameter)) {
         char in_file[MODEL_FILE_ACTIVATION_MAX + MODEL_FILE_REAL_TEXT_MAX];
@@ -950,6 +1074,7 @@ static bool train_epoch(tt_tape *tape, model *net, const idx_dataset *train, tra
         tt_tensor *logits = model_forward(tape, net, x, NULL);
         tt_tensor *loss = tt_cross_entropy(tape, logits, labels, n);
         if (loss == NULL || tt_tape_backward(tape, loss) != TT_OK) {
+            progress_end_line(&run->display);
             print_tape_error(tape);
             return false;
         }
@@ -963,6 +1088,7 @@ static bool train_epoch(tt_tape *tape, model *net, const idx_dataset *train, tra
         /* The step also zeroes the gradients for the next backward pass. */
         if (tt_optimizer_set_learning_rate(run->optimizer, rate, &err) != TT_OK ||
             tt_optimizer_step(run->optimizer, &err) != TT_OK) {
+            progress_end_line(&run->display);
             fprintf(stderr, "mlp: %s\n", err.message);
             return false;
         }
@@ -989,7 +1115,7 @@ static size_t argmax_column(const tt_real *logits, size_t n_classes, size_t n, s
 /* Sets `*accuracy` to the fraction of `test` that the model classifies
  * correctly, running the forward pass `batch` samples at a time.
  * `sample_ids` and `labels` have room for `batch` entries each. Returns
- * false after printing the tape's error. */
+ * false with the error recorded on the tape. */
 static bool evaluate(tt_tape *tape, const model *net, const idx_dataset *test, size_t batch,
                      size_t *sample_ids, int32_t *labels, double *accuracy)
 {
@@ -1004,7 +1130,6 @@ static bool evaluate(tt_tape *tape, const model *net, const idx_dataset *test, s
         tt_tensor *x = load_batch(tape, test, sample_ids, n, labels);
         tt_tensor *logits = model_forward(tape, net, x, NULL);
         if (logits == NULL) {
-            print_tape_error(tape);
             return false;
         }
 
@@ -1051,7 +1176,7 @@ static bool load_data(const char *dir, idx_dataset *train, idx_dataset *test)
 /* ---- Inspection: --inspect and --dot ---------------------------------------- */
 
 /* Records one training step on the first training batch, in file order,
- * with the initial weights: forward, and backward with every z(t)
+ * with the current weights (initial or loaded): forward, and backward with every z(t)
  * retained. Then writes the tape to opts->dot_path if set and, with
  * --inspect, prints the engine's gradients beside the closed form of
  * eq. 11-14 (inspect.c). Zeroes the parameter gradients afterwards, so
@@ -1096,9 +1221,10 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
     }
 
     if (ok && opts->inspect) {
-        printf("inspect: one training step on the first %zu training samples with the "
-               "initial weights, loss %.6f\n\n",
-               n, (double)tt_tensor_data(loss)[0]);
+        printf("inspect: one training step on the first %zu training samples with %s%s, "
+               "loss %.6f\n\n",
+               n, opts->load_path != NULL ? "the weights of " : "the initial weights",
+               opts->load_path != NULL ? opts->load_path : "", (double)tt_tensor_data(loss)[0]);
         tt_tape_print(tape, stdout);
         putchar('\n');
         /* The closed form applies the g and g' of the hidden layers' op. */
@@ -1124,19 +1250,49 @@ static bool inspect_first_batch(const options *opts, tt_tape *tape, model *net,
     return ok;
 }
 
+/* The finished epochs, kept for the --plot chart. */
+typedef struct epoch_history {
+    epoch_record *records;
+    size_t count;
+    size_t capacity;
+} epoch_history;
+
+/* Appends `record` to `history`, doubling its room when full, so that the
+ * memory follows the epochs run rather than --epochs. Returns false after
+ * printing an error if the room cannot grow. */
+static bool epoch_history_append(epoch_history *history, const epoch_record *record)
+{
+    if (history->count == history->capacity) {
+        size_t capacity = history->capacity == 0 ? 16 : 2 * history->capacity;
+        epoch_record *grown = capacity <= SIZE_MAX / sizeof *grown
+                                  ? realloc(history->records, capacity * sizeof *grown)
+                                  : NULL;
+        if (grown == NULL) {
+            fprintf(stderr, "mlp: out of memory keeping the results of epoch %zu for --plot\n",
+                    record->epoch);
+            return false;
+        }
+        history->records = grown;
+        history->capacity = capacity;
+    }
+    history->records[history->count++] = *record;
+    return true;
+}
+
 /* Trains for opts->epochs epochs, printing one line per epoch and then the
- * key=value summary line. Fills history[epoch - 1] for each finished epoch
- * and, if `log` is not NULL, appends its CSV row. Returns false after
+ * key=value summary line. For each finished epoch, appends its record to
+ * `history` and its CSV row to `log`, each unless NULL. Returns false after
  * printing an error. */
 static bool train_and_report(const options *opts, tt_tape *tape, model *net,
                              const idx_dataset *train, const idx_dataset *test, trainer *run,
-                             const step_buffers *buffers, epoch_record *history, FILE *log)
+                             const step_buffers *buffers, epoch_history *history, FILE *log)
 {
     double train_seconds = 0.0;
     double train_loss = opts->epochs == 0 ? NAN : 0.0;
     double test_accuracy = 0.0;
     if (opts->epochs == 0 && !evaluate(tape, net, test, buffers->test_batch,
                                        buffers->sample_ids, buffers->labels, &test_accuracy)) {
+        print_tape_error(tape);
         return false;
     }
     for (size_t epoch = 1; epoch <= opts->epochs; epoch++) {
@@ -1148,6 +1304,7 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
         double epoch_seconds = progress_now() - start;
         train_seconds += epoch_seconds;
         if (!isfinite(train_loss)) {
+            progress_end_line(&run->display);
             fprintf(stderr,
                     "mlp: training diverged in epoch %zu with a mean loss of %s; "
                     "try a --lr smaller than %g\n",
@@ -1157,13 +1314,18 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
 
         if (!evaluate(tape, net, test, buffers->test_batch, buffers->sample_ids,
                       buffers->labels, &test_accuracy)) {
+            progress_end_line(&run->display);
+            print_tape_error(tape);
             return false;
         }
         progress_end_epoch(&run->display, train_loss, test_accuracy, epoch_seconds);
-        history[epoch - 1] = (epoch_record){epoch, train_loss, test_accuracy, epoch_seconds};
+        const epoch_record record = {epoch, train_loss, test_accuracy, epoch_seconds};
+        if (history != NULL && !epoch_history_append(history, &record)) {
+            return false;
+        }
         char message[IDX_MESSAGE_MAX];
         if (log != NULL &&
-            !history_log_append(log, opts->log_path, &history[epoch - 1], message, sizeof message)) {
+            !history_log_append(log, opts->log_path, &record, message, sizeof message)) {
             fprintf(stderr, "mlp: %s\n", message);
             return false;
         }
@@ -1177,6 +1339,37 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
     return true;
 }
 
+/* Room for the chart's title; a longer one is cut. */
+#define CHART_TITLE_MAX 320
+
+/* Writes the --plot chart's title, the settings of the run, e.g.
+ * "mlp: hidden 256,128, relu, adam, lr 0.001, schedule cosine, batch 64,
+ * seed 1". The step schedule adds its gamma and epochs. */
+static void format_chart_title(const options *opts, char *title, size_t size)
+{
+    size_t used = (size_t)snprintf(title, size, "mlp: hidden %s", opts->n_hidden == 0 ? "none" : "");
+    for (size_t t = 0; t < opts->n_hidden && used < size; t++) {
+        used += (size_t)snprintf(title + used, size - used, "%s%zu", t == 0 ? "" : ",",
+                                 opts->hidden[t]);
+    }
+    char activation[MODEL_FILE_ACTIVATION_MAX + MODEL_FILE_REAL_TEXT_MAX];
+    describe_activation(opts->activation, opts->activation_parameter, activation,
+                        sizeof activation);
+    if (used < size) {
+        used += (size_t)snprintf(title + used, size - used, ", %s, %s, lr %g, schedule %s",
+                                 activation, optimizer_names[opts->optimizer],
+                                 opts->learning_rate, schedule_kind_name(opts->schedule));
+    }
+    if (opts->schedule == SCHEDULE_STEP && used < size) {
+        used += (size_t)snprintf(title + used, size - used, " (gamma %g every %zu epochs)",
+                                 opts->step_gamma, opts->step_epochs);
+    }
+    if (used < size) {
+        snprintf(title + used, size - used, ", batch %zu, seed %" PRIu64, opts->batch,
+                 opts->seed);
+    }
+}
+
 /* Runs train_and_report with the --log file open and writes the --plot
  * chart afterwards. Returns false after printing an error. */
 static bool train_with_history(const options *opts, tt_tape *tape, model *net,
@@ -1184,50 +1377,32 @@ static bool train_with_history(const options *opts, tt_tape *tape, model *net,
                                const step_buffers *buffers)
 {
     char message[IDX_MESSAGE_MAX];
-    epoch_record *history = calloc(opts->epochs, sizeof *history);
-    if (history == NULL) {
-        fprintf(stderr, "mlp: out of memory\n");
-        return false;
-    }
     FILE *log = NULL;
     if (opts->log_path != NULL) {
         log = history_log_open(opts->log_path, message, sizeof message);
         if (log == NULL) {
             fprintf(stderr, "mlp: %s\n", message);
-            free(history);
             return false;
         }
     }
-    bool ok = train_and_report(opts, tape, net, train, test, run, buffers, history, log);
+    epoch_history history = {0};
+    bool ok = train_and_report(opts, tape, net, train, test, run, buffers,
+                               opts->plot_path != NULL ? &history : NULL, log);
     if (!history_log_close(log, opts->log_path, message, sizeof message)) {
         fprintf(stderr, "mlp: %s\n", message);
         ok = false;
     }
     /* A chart of the epochs that finished is drawn even after a failure. */
-    size_t finished = 0;
-    while (finished < opts->epochs && history[finished].epoch != 0) {
-        finished++;
-    }
-    if (opts->plot_path != NULL && finished > 0) {
-        /* "mlp: hidden 256,128, batch 64, lr 0.05, seed 1"; a long list is cut. */
-        char title[160] = "mlp: hidden ";
-        size_t used = strlen(title);
-        for (size_t t = 0; t < opts->n_hidden && used < sizeof title; t++) {
-            used += (size_t)snprintf(title + used, sizeof title - used, "%s%zu",
-                                     t == 0 ? "" : ",", opts->hidden[t]);
-        }
-        if (used < sizeof title) {
-            snprintf(title + used, sizeof title - used, "%s, batch %zu, lr %g, seed %" PRIu64,
-                     opts->n_hidden == 0 ? "none" : "", opts->batch, opts->learning_rate,
-                     opts->seed);
-        }
-        if (!history_write_svg(opts->plot_path, title, history, finished, message,
+    if (opts->plot_path != NULL && history.count > 0) {
+        char title[CHART_TITLE_MAX];
+        format_chart_title(opts, title, sizeof title);
+        if (!history_write_svg(opts->plot_path, title, history.records, history.count, message,
                                sizeof message)) {
             fprintf(stderr, "mlp: %s\n", message);
             ok = false;
         }
     }
-    free(history);
+    free(history.records);
     return ok;
 }
 
@@ -1294,12 +1469,12 @@ int main(int argc, char **argv)
 
     tt_rng rng;
     tt_rng_seed(&rng, opts.seed);
+    net.activation = opts.activation;
+    net.activation_parameter = (tt_real)opts.activation_parameter;
     if (!model_init(&net, widths, n_layers, &rng, &err)) {
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
-    net.activation = opts.activation;
-    net.activation_parameter = (tt_real)opts.activation_parameter;
     if (saved_model != NULL && !read_saved_model(saved_model, &net)) {
         goto cleanup;
     }

@@ -189,7 +189,7 @@ bool model_file_architecture(const tt_safetensors *file, const char *path,
         if (!parse_real(parameter, &arch->activation_parameter)) {
             model_architecture_free(arch);
             return fail(err, TT_ERR_FORMAT, "%s: invalid %s '%s' in the metadata; expected a "
-                        "finite number", path, ACTIVATION_PARAMETER_KEY, parameter);
+                        "finite number within the range of " REAL_TYPE_NAME, path, ACTIVATION_PARAMETER_KEY, parameter);
         }
         arch->has_activation_parameter = true;
     }

@@ -20,6 +20,14 @@
 /* Longest activation name that model_file_architecture accepts. */
 #define MODEL_FILE_ACTIVATION_MAX 32
 
+/* The C type of tt_real in this build, for messages about the range of a
+ * number. */
+#if TT_REAL_IS_DOUBLE
+#define REAL_TYPE_NAME "double"
+#else
+#define REAL_TYPE_NAME "float"
+#endif
+
 /* Room for model_file_format_real's text: a sign, 17 digits, a point and
  * an exponent such as "e-308". */
 #define MODEL_FILE_REAL_TEXT_MAX 32

@@ -28,6 +28,7 @@ void progress_init(progress *p, FILE *out, bool quiet, size_t epochs, size_t sam
     p->epoch_start = 0.0;
     p->last_draw = 0.0;
     p->drawn = false;
+    p->bar_shown = false;
 }
 
 void progress_start_epoch(progress *p, size_t epoch)
@@ -50,6 +51,7 @@ void progress_update(progress *p, size_t done, double loss_sum)
         return;
     }
     p->drawn = true;
+    p->bar_shown = true;
     p->last_draw = now;
 
     char bar[BAR_WIDTH + 1];
@@ -75,8 +77,18 @@ void progress_end_epoch(progress *p, double train_loss, double test_accuracy, do
     }
     if (p->terminal) {
         fputs("\r\033[K", p->out);
+        p->bar_shown = false;
     }
     fprintf(p->out, "epoch %zu/%zu  train_loss %.4f  test_accuracy %.4f  seconds %.2f\n",
             p->epoch, p->epochs, train_loss, test_accuracy, seconds);
     fflush(p->out);
+}
+
+void progress_end_line(progress *p)
+{
+    if (p->bar_shown) {
+        fputc('\n', p->out);
+        fflush(p->out);
+        p->bar_shown = false;
+    }
 }

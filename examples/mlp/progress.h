@@ -29,6 +29,7 @@ typedef struct progress {
     double epoch_start; /* monotonic seconds */
     double last_draw;
     bool drawn;       /* the bar has been drawn in this epoch */
+    bool bar_shown;   /* the bar is on the current line, not yet ended */
 } progress;
 
 /* Returns the monotonic clock in seconds, or 0 if the clock cannot be read,
@@ -50,5 +51,10 @@ void progress_update(progress *p, size_t done, double loss_sum);
 
 /* Replaces the bar with the epoch's summary line, unless quiet. */
 void progress_end_epoch(progress *p, double train_loss, double test_accuracy, double seconds);
+
+/* Ends the line of a bar still showing, so that an error message printed
+ * next starts on a line of its own. Does nothing if no bar shows. Call it
+ * before printing an error during training. */
+void progress_end_line(progress *p);
 
 #endif /* MLP_PROGRESS_H */

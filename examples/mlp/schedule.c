@@ -20,11 +20,18 @@ double schedule_rate(const schedule *s, size_t epoch, size_t step)
     return s->base_rate;
 }
 
+/* The names of --schedule, in the order of schedule_kind. */
+static const char *const schedule_names[] = {"constant", "step", "cosine"};
+
+const char *schedule_kind_name(schedule_kind kind)
+{
+    return schedule_names[kind];
+}
+
 bool schedule_parse_kind(const char *name, schedule_kind *kind)
 {
-    static const char *const names[] = {"constant", "step", "cosine"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(name, names[i]) == 0) {
+    for (size_t i = 0; i < sizeof schedule_names / sizeof schedule_names[0]; i++) {
+        if (strcmp(name, schedule_names[i]) == 0) {
             *kind = (schedule_kind)i;
             return true;
         }

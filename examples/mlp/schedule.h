@@ -30,4 +30,7 @@ double schedule_rate(const schedule *s, size_t epoch, size_t step);
  * returns true, or returns false if no kind has that name. */
 bool schedule_parse_kind(const char *name, schedule_kind *kind);
 
+/* The name of `kind` as --schedule takes it, e.g. "cosine". */
+const char *schedule_kind_name(schedule_kind kind);
+
 #endif /* MLP_SCHEDULE_H */

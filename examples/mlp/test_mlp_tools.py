@@ -39,6 +39,9 @@ EPOCHS = 3
 # differences of 1e-3 or more. Keyed by the dtype of the build's model files.
 RELATIVE_TOLERANCE = {"F32": 1e-5, "F64": 1e-13}
 
+# The C type of the build's tt_real, which messages about ranges name.
+REAL_TYPE = {"F32": "float", "F64": "double"}
+
 # Every --activation, those with a parameter at a value other than the
 # default, so that a closed form that ignores the parameter fails.
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "leaky_relu:0.1", "elu:0.5", "softplus", "silu",
@@ -116,12 +119,13 @@ def tape_ops(stdout):
 
 def check_inspect(mlp, data, directory, dot, tolerance):
     dot_path = os.path.join(directory, "step.dot")
-    log_path = os.path.join(directory, "unused.csv")
     result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", str(BATCH), "--inspect",
-                 "--dot", dot_path, "--log", log_path)
+                 "--dot", dot_path)
     check(result.returncode == 0, "mlp --inspect exited with %d: %s"
           % (result.returncode, result.stderr))
-    check(not os.path.exists(log_path), "--inspect trained and wrote the log")
+    check(result.stdout.startswith("inspect: one training step on the first %d training "
+                                   "samples with the initial weights, loss " % BATCH),
+          "--inspect does not name the initial weights: %r" % result.stdout[:120])
     check_inspect_rows(result.stdout, WIDTHS, "relu", tolerance)
     check("largest relative difference:" in result.stdout, "no summary line")
     check("\ntape: 9 records, gradients from the last backward pass\n" in result.stdout,
@@ -165,6 +169,20 @@ def read_header(path):
     with open(path, "rb") as f:
         (size,) = struct.unpack("<Q", f.read(8))
         return json.loads(f.read(size))
+
+
+def read_tensor(path, name):
+    """The values of tensor `name` in the safetensors file `path`, in
+    storage order."""
+    header = read_header(path)
+    entry = header[name]
+    begin, end = entry["data_offsets"]
+    code = {"F32": "f", "F64": "d"}[entry["dtype"]]
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        f.seek(8 + size + begin)
+        data = f.read(end - begin)
+    return struct.unpack("<%d%s" % (len(data) // struct.calcsize(code), code), data)
 
 
 def rewrite_metadata(source, target, metadata):
@@ -245,6 +263,10 @@ def check_save_and_load(mlp, data, directory, tolerance):
         inspected = run(mlp, "--data", data, "--batch", str(BATCH), "--inspect", "--load", path)
         check(inspected.returncode == 0, "mlp --inspect --load of a %s model exited with %d: %s"
               % (activation, inspected.returncode, inspected.stderr))
+        check(inspected.stdout.startswith("inspect: one training step on the first %d training "
+                                          "samples with the weights of %s, loss "
+                                          % (BATCH, path)),
+              "--inspect --load does not name the loaded weights: %r" % inspected.stdout[:160])
         check(tape_ops(inspected.stdout).count(name) == len(WIDTHS) - 2,
               "the %s model was loaded with the ops %s" % (activation, tape_ops(inspected.stdout)))
         check_inspect_rows(inspected.stdout, WIDTHS, activation + " after --load", tolerance)
@@ -289,7 +311,7 @@ def check_parameter_round_trip(mlp, data, directory, dtype):
           % (given, loaded.stderr))
 
 
-def check_load_errors(mlp, data, directory):
+def check_load_errors(mlp, data, directory, dtype):
     """A file with the metadata of the files written before the activation
     was saved still loads. A mismatched --activation and an invalid
     activation in the file are rejected with messages naming the file and
@@ -297,6 +319,7 @@ def check_load_errors(mlp, data, directory):
     leaky = os.path.join(directory, "leaky_relu.safetensors")  # from check_save_and_load
     relu = os.path.join(directory, "relu.safetensors")
     widths = ",".join(map(str, WIDTHS))
+    real_type = REAL_TYPE[dtype]
 
     def load(path, *options):
         return run(mlp, "--data", data, "--batch", str(BATCH), "--epochs", "0", "--load", path,
@@ -343,13 +366,18 @@ def check_load_errors(mlp, data, directory):
          "activation_parameter 0.5\n"),
         ({"widths": widths, "activation": "elu", "activation_parameter": "one"},
          "mlp: %s: invalid activation_parameter 'one' in the metadata; expected a finite "
-         "number\n"),
+         "number within the range of %s\n" % ("%s", real_type)),
         ({"widths": widths, "activation": "elu", "activation_parameter": "1e999"},
          "mlp: %s: invalid activation_parameter '1e999' in the metadata; expected a finite "
-         "number\n"),
+         "number within the range of %s\n" % ("%s", real_type)),
         ({"widths": widths},
          "mlp: %s: no 'activation' metadata; the file was not saved as an MLP model\n"),
     ]
+    if real_type == "float":
+        # 1e39 is finite, but beyond float's largest value, about 3.4e38.
+        cases.append(({"widths": widths, "activation": "elu", "activation_parameter": "1e39"},
+                      "mlp: %s: invalid activation_parameter '1e39' in the metadata; expected a "
+                      "finite number within the range of float\n"))
     for metadata, message in cases:
         rewrite_metadata(relu, bad, metadata)
         check_rejected(load(bad), message % bad, "metadata %s" % metadata)
@@ -359,7 +387,8 @@ def check_log_and_plot(mlp, data, directory):
     log_path = os.path.join(directory, "history.csv")
     plot_path = os.path.join(directory, "history.svg")
     result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", str(BATCH), "--epochs",
-                 str(EPOCHS), "--lr", "0.1", "--log", log_path, "--plot", plot_path)
+                 str(EPOCHS), "--lr", "0.01", "--optimizer", "momentum", "--schedule", "step",
+                 "--activation", "leaky_relu:0.25", "--log", log_path, "--plot", plot_path)
     check(result.returncode == 0, "mlp --log --plot exited with %d: %s"
           % (result.returncode, result.stderr))
 
@@ -381,13 +410,108 @@ def check_log_and_plot(mlp, data, directory):
     texts = [t.text for t in root.iter(SVG + "text")]
     for label in ("epoch", "mean training loss", "test accuracy", "training loss"):
         check(label in texts, "the chart has no text %r" % label)
-    check(any(t.startswith("mlp: hidden 8,5") for t in texts), "the chart has no title")
+    title = ("mlp: hidden %s, leaky_relu:0.25, momentum, lr 0.01, schedule step (gamma 0.5 "
+             "every 5 epochs), batch %d, seed 1" % (HIDDEN, BATCH))
+    check(title in texts, "the chart's title is not %r: %r" % (title, texts))
     lines = list(root.iter(SVG + "polyline"))
     check(len(lines) == 2, "the chart has %d lines, want 2" % len(lines))
     for line in lines:
         points = line.get("points").split()
         check(len(points) == EPOCHS, "a line has %d points, want %d" % (len(points), EPOCHS))
     check(not os.path.exists(plot_path + ".tmp"), "the temporary chart was left behind")
+
+
+def check_initial_gain(mlp, data, directory, dtype):
+    """Each activation starts its weights with PyTorch's gain for it. The
+    normal draws are the same for every activation with the same seed, so
+    every weight of every layer is relu's times the ratio of the gains."""
+    gains = {"relu": math.sqrt(2), "tanh": 5 / 3, "sigmoid": 1.0,
+             "leaky_relu:0.5": math.sqrt(2 / (1 + 0.5 ** 2)), "elu": math.sqrt(2),
+             "gelu": math.sqrt(2)}
+    # Each weight is rounded once to tt_real, so a ratio is off by at most
+    # two roundings.
+    tolerance = {"F32": 2.5 * 2.0 ** -24, "F64": 2.5 * 2.0 ** -53}[dtype]
+    files = {}
+    for activation in gains:
+        files[activation] = os.path.join(directory, "init-%s.safetensors" % activation)
+        result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "0", "--activation",
+                     activation, "--save", files[activation])
+        check(result.returncode == 0, "mlp --activation %s --epochs 0 --save gave %d: %s"
+              % (activation, result.returncode, result.stderr))
+    for activation, gain in gains.items():
+        for layer in range(1, len(WIDTHS)):
+            relu = read_tensor(files["relu"], "w%d" % layer)
+            other = read_tensor(files[activation], "w%d" % layer)
+            worst = max(abs(b / a * math.sqrt(2) / gain - 1) for a, b in zip(relu, other)
+                        if a != 0)
+            check(worst <= tolerance, "w%d with %s is not relu's times %.6f / sqrt(2): "
+                  "relative error %.3g" % (layer, activation, gain, worst))
+
+
+def check_option_effects(mlp, data, directory):
+    """Options that would have no effect are rejected with status 2 and the
+    reason; a repeated option takes its last value."""
+    log_path = os.path.join(directory, "unused.csv")
+    cases = [
+        (["--inspect", "--log", log_path], "--log has no effect with --inspect"),
+        (["--inspect", "--plot", log_path], "--plot has no effect with --inspect"),
+        (["--inspect", "--save", log_path], "--save has no effect with --inspect"),
+        (["--epochs", "3", "--inspect"], "--epochs has no effect with --inspect"),
+        (["--inspect", "--lr", "0.1"], "--lr has no effect with --inspect"),
+        (["--inspect", "--optimizer", "adam"], "--optimizer has no effect with --inspect"),
+        (["--inspect", "--quiet"], "--quiet has no effect with --inspect"),
+        (["--step-gamma", "0.1"], "--step-gamma has no effect without --schedule step"),
+        (["--schedule", "cosine", "--step-epochs", "2"],
+         "--step-epochs has no effect without --schedule step"),
+        (["--schedule", "step", "--step-epochs", "2", "--schedule", "constant"],
+         "--step-epochs has no effect without --schedule step"),
+    ]
+    for options, reason in cases:
+        result = run(mlp, "--data", data, "--hidden", HIDDEN, *options)
+        check(result.returncode == 2 and result.stderr.startswith("mlp: %s" % reason),
+              "%s gave %d: %r, want 2 and %r" % (" ".join(options), result.returncode,
+                                                  result.stderr, reason))
+    check(not os.path.exists(log_path), "a rejected --inspect run wrote %s" % log_path)
+    check("which does not train" in run(mlp, "--inspect", "--log", log_path).stderr,
+          "--log with --inspect does not say why it is rejected")
+
+    # The last --epochs wins, and --step-gamma counts with --schedule step.
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", str(BATCH), "--epochs",
+                 "5", "--epochs", "1", "--schedule", "step", "--step-gamma", "0.1")
+    check(result.returncode == 0 and result.stdout.splitlines()[-1].startswith("epochs=1 "),
+          "--epochs 5 --epochs 1 gave %d: %r" % (result.returncode, result.stdout))
+
+
+def check_messages(mlp, data, dtype):
+    """Messages about numbers too small or too large for tt_real name its C
+    type, and the list of activations is complete."""
+    real_type = REAL_TYPE[dtype]
+    result = run(mlp, "--data", data, "--lr", "1e-320")
+    check(result.returncode == 2 and
+          "large enough to be nonzero in %s precision (%s)"
+          % ("single" if real_type == "float" else "double", real_type) in result.stderr,
+          "--lr 1e-320 gave %d: %r" % (result.returncode, result.stderr))
+    huge = "1e39" if real_type == "float" else "1e309"
+    result = run(mlp, "--data", data, "--activation", "leaky_relu:" + huge)
+    check(result.returncode == 2 and result.stderr.startswith(
+        "mlp: invalid value 'leaky_relu:%s' for option '--activation': expected relu, "
+        "sigmoid, tanh, leaky_relu[:SLOPE], elu[:ALPHA], softplus, silu, gelu or gelu_tanh, "
+        "where a bracketed parameter is a number within the range of %s\n" % (huge, real_type)),
+          "--activation leaky_relu:%s gave %d: %r" % (huge, result.returncode, result.stderr))
+    help_text = run(mlp, "--help").stdout
+    for activation in ACTIVATIONS:
+        name = activation.split(":")[0]
+        check(re.search(r"\b%s\b" % name, help_text), "--help does not list %s" % name)
+
+
+def check_epochs_without_history(mlp, data):
+    """A huge --epochs allocates nothing up front: this run fails only when
+    the rate makes training diverge in epoch 1."""
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--batch", "1", "--lr", "1e300",
+                 "--epochs", "18446744073709551615")
+    check(result.returncode == 1 and
+          result.stderr.startswith("mlp: training diverged in epoch 1 "),
+          "--epochs 2^64-1 gave %d: %r" % (result.returncode, result.stderr))
 
 
 def check_errors(mlp, data, directory):
@@ -423,8 +547,12 @@ def main():
         check_log_and_plot(mlp, data, directory)
         check_save_and_load(mlp, data, directory, tolerance)
         check_parameter_round_trip(mlp, data, directory, dtype)
-        check_load_errors(mlp, data, directory)
+        check_load_errors(mlp, data, directory, dtype)
         check_errors(mlp, data, directory)
+        check_option_effects(mlp, data, directory)
+        check_initial_gain(mlp, data, directory, dtype)
+        check_messages(mlp, data, dtype)
+        check_epochs_without_history(mlp, data)
     if dot is None:
         print("note: dot was not found, so the graph was not rendered")
     print("ok")

@@ -13,7 +13,9 @@ asserts that
   - on a terminal, each epoch draws a progress bar (with samples/s and the
     running loss) that a carriage return and an erase-line sequence then
     replace with the same summary line;
-  - with --quiet, either way, only the key=value line appears.
+  - with --quiet, either way, only the key=value line appears;
+  - on a terminal, an error during an epoch starts on a new line after the
+    progress bar.
 It prints the first failed assertion and exits 1, or exits 0.
 """
 import os
@@ -78,10 +80,13 @@ def run_through_pipe(args):
     return run.stdout
 
 
-def run_under_terminal(args):
-    """Return everything the program wrote to a pseudo-terminal."""
+def run_under_terminal(args, expected_status=0):
+    """Return everything the program wrote to a pseudo-terminal. With an
+    expected status other than 0, standard error goes to the terminal too,
+    as in an interactive shell."""
     controller, terminal = pty.openpty()
-    process = subprocess.Popen(args, stdout=terminal, stderr=subprocess.PIPE)
+    process = subprocess.Popen(args, stdout=terminal,
+                               stderr=subprocess.PIPE if expected_status == 0 else terminal)
     os.close(terminal)
     output = b""
     while True:
@@ -98,8 +103,9 @@ def run_under_terminal(args):
         output += chunk
     os.close(controller)
     status = process.wait(timeout=TIMEOUT)
-    if status != 0:
-        raise AssertionError(f"exit status {status}: {process.stderr.read().decode()}")
+    if status != expected_status:
+        errors = process.stderr.read().decode() if process.stderr else output.decode()
+        raise AssertionError(f"exit status {status}, want {expected_status}: {errors}")
     # The terminal turns each "\n" into "\r\n".
     return output.decode().replace("\r\n", "\n")
 
@@ -147,6 +153,21 @@ def check_quiet(output):
           "--quiet printed more than the key=value line", output)
 
 
+def check_error_after_bar(mlp, directory):
+    """An error during an epoch starts on a line of its own, after the bar."""
+    # A rate of 1e300 drives the loss to infinity or NaN within the epoch,
+    # in float and in double.
+    args = [mlp, "--data", directory, "--epochs", "1", "--batch", "1", "--hidden", "8",
+            "--threads", "1", "--lr", "1e300"]
+    output = run_under_terminal(args, expected_status=1)
+    lines = output.split("\n")
+    bar = re.compile(r"(\repoch 1/1 \[[#.]{30}\] +\d+%  \d+ samples/s  loss \S+\x1b\[K)+")
+    check(bar.fullmatch(lines[0]), "the first line is not the progress bar", output)
+    check(lines[1].startswith("mlp: training diverged in epoch 1 "),
+          "the error does not start the second line", output)
+    check(lines[2:] == [""], "unexpected text after the error", output)
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.splitlines()[2])
@@ -167,6 +188,12 @@ def main():
                 print(f"mlp output, {name}: FAILED: {error}")
                 return 1
             print(f"mlp output, {name}: passed")
+        try:
+            check_error_after_bar(mlp, directory)
+        except AssertionError as error:
+            print(f"mlp output, error after the bar: FAILED: {error}")
+            return 1
+        print("mlp output, error after the bar: passed")
     return 0
 
 
