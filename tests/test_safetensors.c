@@ -876,10 +876,11 @@ START_TEST(check_writable_tests_the_directory)
 {
     char *dir = make_directory();
     char *path = join(dir, "model.safetensors");
-    char *missing = join(dir, "missing/model.safetensors");
     tt_error err = {TT_OK, ""};
     ck_assert_msg(tt_file_check_writable(path, &err) == TT_OK, "%s", err.message);
     ck_assert_uint_eq(count_entries(dir, "", false), 2); /* "." and ".." */
+
+    char *missing = join(dir, "missing/model.safetensors");
 
     ck_assert_int_eq(tt_file_check_writable(missing, &err), TT_ERR_IO);
     char want[TT_ERROR_MESSAGE_MAX];
