@@ -1120,7 +1120,9 @@ typedef struct tt_safetensors_entry {
 
 /* Reads and checks the whole file at `path`. Returns an object to close
  * with tt_safetensors_close(), or NULL with `err` filled. The status is
- * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read, and
+ * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read or is
+ * not a regular file (the file is opened with O_NONBLOCK, so a FIFO is
+ * rejected at once instead of waiting for a writer), and
  * TT_ERR_NOMEM if memory runs out. It is TT_ERR_FORMAT for anything that
  * the README's "File formats" rejects, with a message that names the file,
  * the tensor and the byte offset.

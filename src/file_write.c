@@ -58,7 +58,7 @@ static tt_status check_target(const char *where, const char *path, bool *existin
             *existing = false;
             return TT_OK;
         }
-        tt_error_set(err, TT_ERR_IO, "%s: cannot check the existing file: %s", path,
+        tt_error_set(err, TT_ERR_IO, "%s: cannot look up the path: %s", path,
                      strerror(errno));
         return TT_ERR_IO;
     }
