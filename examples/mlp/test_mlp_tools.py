@@ -425,17 +425,23 @@ def check_output_paths(mlp, data, directory):
           "a model was written through the symbolic link")
 
     plot_path = os.path.join(outputs, "private.svg")
-    with open(plot_path, "w") as f:
-        f.write("old chart")
-    os.chmod(plot_path, 0o600)
-    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "1", "--plot", plot_path)
-    check(result.returncode == 0, "mlp --plot over a 0600 file exited with %d: %s"
+    save_path = os.path.join(outputs, "private.safetensors")
+    for path in (plot_path, save_path):
+        with open(path, "w") as f:
+            f.write("old contents")
+        os.chmod(path, 0o600)
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "1", "--plot", plot_path,
+                 "--save", save_path)
+    check(result.returncode == 0, "mlp --plot --save over 0600 files exited with %d: %s"
           % (result.returncode, result.stderr))
-    mode = stat.S_IMODE(os.stat(plot_path).st_mode)
-    check(mode == 0o600, "the replaced chart has mode %o, want 600" % mode)
+    for path in (plot_path, save_path):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        check(mode == 0o600, "the replaced %s has mode %o, want 600" % (path, mode))
     with open(plot_path) as f:
         check(f.read().startswith("<?xml"), "the chart was not replaced")
-    leftovers = sorted(set(os.listdir(outputs)) - {"fifo", "link.safetensors", "private.svg"})
+    check("w1" in read_header(save_path), "the model was not replaced")
+    leftovers = sorted(set(os.listdir(outputs))
+                       - {"fifo", "link.safetensors", "private.svg", "private.safetensors"})
     check(leftovers == [], "files left behind: %s" % leftovers)
 
 
