@@ -1059,8 +1059,8 @@ typedef bool (*tt_file_writer)(FILE *stream, void *context);
 TT_API tt_status tt_file_write_atomic(const char *path, tt_file_writer writer, void *context,
                                       tt_error *err);
 
-/* Checks, without changing anything, that tt_file_write_atomic could write
- * `path` now: the same checks of `path` itself, and that a temporary file
+/* Checks, without touching `path`, that tt_file_write_atomic could write
+ * it now: the same checks of `path` itself, and that a temporary file
  * can be created beside it (it is created and removed at once). Programs
  * call this before long work whose result goes to `path`. Errors as for
  * tt_file_write_atomic: TT_ERR_ARG for the path, TT_ERR_IO (e.g. a missing
