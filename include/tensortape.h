@@ -1029,6 +1029,47 @@ TT_API size_t tt_batches_per_epoch(const tt_batches *batches);
 /* Number of epochs started so far; 0 for NULL. */
 TT_API uint64_t tt_batches_epoch(const tt_batches *batches);
 
+/* ---- Writing files atomically ----------------------------------------------
+ * tt_safetensors_save writes through these calls, and programs can use them
+ * for their own output files. */
+
+/* Writes a file's contents to `stream`, which is open for writing.
+ * Returns false to abandon the file; a failed write is also detected from
+ * the stream's error flag, so a writer may ignore fprintf's results. */
+typedef bool (*tt_file_writer)(FILE *stream, void *context);
+
+/* Replaces `path` atomically with what `writer` writes. The contents go to
+ * a new file PATH.tmp-PID-XXXXXXXX beside it (PID is the process id, X
+ * random hex digits), which is flushed, synced to disk and renamed over
+ * `path`; then the directory is synced. Readers therefore find either the
+ * old file or the complete new one. On failure the temporary file is
+ * removed and `path` is left as it was. A process killed during the write
+ * can leave the temporary file behind, but never a damaged `path`.
+ * `path` must be missing or a regular file. A symbolic link is rejected,
+ * not followed, because renaming over it would replace the link itself;
+ * give the target's path to write there. When `path` exists, the new file
+ * gets its permission bits (a 0600 file stays 0600), but not its owner,
+ * group or other hard links. A new file gets 0666 minus the umask.
+ * `writer` is called once with `context`; the stream is closed here.
+ * NOTE: the type of `path` is checked before the temporary file is
+ * written, so a file put there in between is replaced.
+ * Errors: TT_ERR_ARG for a NULL or empty path, a NULL writer, or a `path`
+ * that is a symbolic link, directory, FIFO, device or socket (the message
+ * names the path and its type); TT_ERR_IO, naming the path and the
+ * system's reason, if a step on disk fails or the writer returns false (if
+ * syncing the directory fails, the new file is already in place but may
+ * not survive a power loss); TT_ERR_NOMEM if memory runs out. */
+TT_API tt_status tt_file_write_atomic(const char *path, tt_file_writer writer, void *context,
+                                      tt_error *err);
+
+/* Checks, without touching `path`, that tt_file_write_atomic could write
+ * it now: the same checks of `path` itself, and that a temporary file
+ * can be created beside it (it is created and removed at once). Programs
+ * call this before long work whose result goes to `path`. Errors as for
+ * tt_file_write_atomic: TT_ERR_ARG for the path, TT_ERR_IO (e.g. a missing
+ * directory or no write permission) naming the path and the reason. */
+TT_API tt_status tt_file_check_writable(const char *path, tt_error *err);
+
 /* ---- Saving and loading ----------------------------------------------------
  * Tensors are saved in the safetensors format: an 8-byte little-endian
  * header length N, N bytes of JSON naming each tensor with its dtype, shape
@@ -1047,18 +1088,15 @@ typedef struct tt_metadata_item {
     const char *value;
 } tt_metadata_item;
 
-/* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically.
- * The file is first written to PATH.tmp-PID-XXXXXXXX beside it (PID is the
- * process id, X random hex digits), flushed and synced to disk. Then it is
- * renamed over `path`, and the directory is synced. Readers therefore find
- * either the old file or the complete new one. On failure the temporary
- * file is removed and an existing `path` is left as it was. A process
- * killed during a save can leave the temporary file behind, but never a
- * damaged `path`.
+/* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically,
+ * with tt_file_write_atomic: readers find either the old file or the
+ * complete new one, an existing file keeps its permission bits, and a
+ * `path` that is a symbolic link or not a regular file is rejected.
  * Data are written as F32 in a float build and F64 in a double build, in
  * the order given, each tensor with the shape [rows, cols]. Metadata may be
  * NULL when n_metadata is 0. Both arrays are only read.
- * Errors: TT_ERR_ARG for a NULL argument, no tensors, a missing or empty
+ * Errors: TT_ERR_ARG for a NULL argument, an empty path, a path that is
+ * a symbolic link or not a regular file, no tensors, a missing or empty
  * name or key, a name or string that is not valid UTF-8, the reserved name
  * "__metadata__", or a name or key used twice; TT_ERR_IO, naming the file
  * and the system's reason, if a step on disk fails (if syncing the
@@ -1085,7 +1123,9 @@ typedef struct tt_safetensors_entry {
 
 /* Reads and checks the whole file at `path`. Returns an object to close
  * with tt_safetensors_close(), or NULL with `err` filled. The status is
- * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read, and
+ * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read or is
+ * not a regular file (the file is opened with O_NONBLOCK, so a FIFO is
+ * rejected at once instead of waiting for a writer), and
  * TT_ERR_NOMEM if memory runs out. It is TT_ERR_FORMAT for anything that
  * the README's "File formats" rejects, with a message that names the file,
  * the tensor and the byte offset.

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "tensortape.h"
 
@@ -243,6 +244,10 @@ void tt_error_set(tt_error *err, tt_status status, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 void tt_error_vset(tt_error *err, tt_status status, const char *format, va_list args)
     __attribute__((format(printf, 3, 0)));
+
+/* The kind of file a stat() mode describes, e.g. "FIFO (named pipe)", for
+ * messages. */
+const char *tt_file_type_name(mode_t mode);
 
 /* Starts recording `op`: checks that the tape is healthy and that each of
  * the n inputs is a tensor usable on it, records a TT_ERR_ARG naming the

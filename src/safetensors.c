@@ -549,7 +549,10 @@ tt_safetensors *tt_safetensors_open(const char *path, tt_error *err)
         tt_error_set(err, TT_ERR_ARG, "tt_safetensors_open: path is NULL");
         return NULL;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK keeps open() from waiting for a writer when `path` is a
+     * FIFO, so that the check below rejects it. It does not change reads
+     * of a regular file. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         tt_error_set(err, TT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
@@ -561,7 +564,8 @@ tt_safetensors *tt_safetensors_open(const char *path, tt_error *err)
         return NULL;
     }
     if (!S_ISREG(status.st_mode)) {
-        tt_error_set(err, TT_ERR_IO, "%s: not a regular file", path);
+        tt_error_set(err, TT_ERR_IO, "%s: not a regular file but a %s", path,
+                     tt_file_type_name(status.st_mode));
         close(fd);
         return NULL;
     }

@@ -1,14 +1,8 @@
-/* Saving tensors in the safetensors format, atomically: the file is written
- * under a temporary name beside the target, synced, and renamed over it.
- * POSIX rename() replaces the target in one step, so after a crash the
- * target is the old file or the new one, never a mix. */
-#include <errno.h>
-#include <fcntl.h>
+/* Saving tensors in the safetensors format, atomically through
+ * tt_file_write_atomic (file_write.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -21,9 +15,6 @@
 
 /* Elements converted to little-endian bytes at a time. */
 #define WRITE_CHUNK 4096
-
-/* Attempts at finding an unused temporary name before giving up. */
-#define TEMPORARY_NAME_ATTEMPTS 16
 
 #if TT_REAL_IS_DOUBLE
 #define SAVED_DTYPE "F64"
@@ -120,6 +111,10 @@ static bool check_arguments(const char *path, const tt_named_tensor *tensors, si
         missing = "metadata";
     if (missing != NULL) {
         tt_error_set(err, TT_ERR_ARG, "%s: %s is NULL", where, missing);
+        return false;
+    }
+    if (path[0] == '\0') {
+        tt_error_set(err, TT_ERR_ARG, "%s: path is empty", where);
         return false;
     }
     if (n_tensors == 0) {
@@ -238,62 +233,24 @@ static bool write_data(FILE *stream, const tt_tensor *t)
     return true;
 }
 
-/* Creates a new temporary file PATH.tmp-PID-XXXXXXXX and returns its
- * descriptor, with its name in `name` (freed by the caller), or -1 with
- * errno set. O_EXCL makes sure that no other file is overwritten. */
-static int create_temporary(const char *path, char **name)
-{
-    tt_rng rng;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    tt_rng_seed(&rng, (uint64_t)now.tv_nsec ^ (uint64_t)now.tv_sec << 30 ^
-                          (uint64_t)getpid() << 40);
-    size_t size = strlen(path) + 48;
-    *name = malloc(size);
-    if (*name == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    for (int attempt = 0; attempt < TEMPORARY_NAME_ATTEMPTS; attempt++) {
-        snprintf(*name, size, "%s.tmp-%ld-%08x", path, (long)getpid(),
-                 (unsigned)(tt_rng_next(&rng) & 0xffffffffu));
-        int fd = open(*name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (fd >= 0 || errno != EEXIST)
-            return fd;
-    }
-    return -1;
-}
+/* What write_file writes: the header, then each tensor's data. */
+typedef struct file_contents {
+    const text_buffer *header;
+    const tt_named_tensor *tensors;
+    size_t n_tensors;
+} file_contents;
 
-/* Syncs the directory that contains `path`, so that the rename is on disk. */
-static int sync_directory(const char *path)
+static bool write_file(FILE *stream, void *context)
 {
-    const char *slash = strrchr(path, '/');
-    char *directory;
-    if (slash == NULL) {
-        directory = malloc(2);
-        if (directory != NULL)
-            memcpy(directory, ".", 2);
-    } else {
-        size_t length = slash == path ? 1 : (size_t)(slash - path);
-        directory = malloc(length + 1);
-        if (directory != NULL) {
-            memcpy(directory, path, length);
-            directory[length] = '\0';
-        }
+    const file_contents *contents = context;
+    const text_buffer *header = contents->header;
+    if (fwrite(header->data, 1, header->length, stream) != header->length)
+        return false;
+    for (size_t i = 0; i < contents->n_tensors; i++) {
+        if (!write_data(stream, contents->tensors[i].tensor))
+            return false;
     }
-    if (directory == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int fd = open(directory, O_RDONLY | O_CLOEXEC);
-    free(directory);
-    if (fd < 0)
-        return -1;
-    int status = fsync(fd);
-    int saved_errno = errno;
-    close(fd);
-    errno = saved_errno;
-    return status;
+    return true;
 }
 
 tt_status tt_safetensors_save(const char *path, const tt_named_tensor *tensors,
@@ -308,63 +265,8 @@ tt_status tt_safetensors_save(const char *path, const tt_named_tensor *tensors,
         tt_error_set(err, TT_ERR_NOMEM, "%s: out of memory building the header", path);
         return TT_ERR_NOMEM;
     }
-
-    char *temporary = NULL;
-    int fd = create_temporary(path, &temporary);
-    if (fd < 0) {
-        tt_error_set(err, errno == ENOMEM ? TT_ERR_NOMEM : TT_ERR_IO,
-                     "%s: cannot create a temporary file beside it: %s", path, strerror(errno));
-        free(temporary);
-        free(header.data);
-        return errno == ENOMEM ? TT_ERR_NOMEM : TT_ERR_IO;
-    }
-    FILE *stream = fdopen(fd, "wb");
-    if (stream == NULL)
-        close(fd);
-
-    /* Each step runs only if the ones before it succeeded; errno then
-     * holds the reason of the first failure. */
-    const char *step = "open";
-    bool ok = stream != NULL;
-    if (ok) {
-        step = "write";
-        ok = fwrite(header.data, 1, header.length, stream) == header.length;
-    }
-    for (size_t i = 0; ok && i < n_tensors; i++)
-        ok = write_data(stream, tensors[i].tensor);
-    if (ok) {
-        step = "flush";
-        ok = fflush(stream) == 0;
-    }
-    if (ok) {
-        step = "sync";
-        ok = fsync(fileno(stream)) == 0;
-    }
-    int saved_errno = errno;
-    if (stream != NULL && fclose(stream) != 0 && ok) {
-        step = "close";
-        saved_errno = errno;
-        ok = false;
-    }
-    if (ok) {
-        step = "rename";
-        ok = rename(temporary, path) == 0;
-        saved_errno = errno;
-    }
+    file_contents contents = {&header, tensors, n_tensors};
+    tt_status status = tt_file_write_atomic(path, write_file, &contents, err);
     free(header.data);
-    if (!ok) {
-        unlink(temporary);
-        tt_error_set(err, TT_ERR_IO, "%s: cannot %s the temporary file %s: %s", path, step,
-                     temporary, strerror(saved_errno));
-        free(temporary);
-        return TT_ERR_IO;
-    }
-    free(temporary);
-
-    if (sync_directory(path) != 0 && errno != EINVAL) {
-        tt_error_set(err, TT_ERR_IO, "%s: saved, but syncing its directory failed, so the "
-                     "new file may not survive a power loss: %s", path, strerror(errno));
-        return TT_ERR_IO;
-    }
-    return TT_OK;
+    return status;
 }

@@ -2,10 +2,19 @@
  * gzip files round-trip, and each kind of malformed file is rejected with
  * its exact message. Files are written to a fresh temporary directory by
  * each test; gzip data is made with zlib. */
+/* For mknod and makedev. */
+#define _DEFAULT_SOURCE
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifdef HAVE_ZLIB
@@ -395,6 +404,175 @@ START_TEST(trailing_bytes_are_rejected)
 }
 END_TEST
 
+/* ---- Pipes and special files ------------------------------------------- */
+
+/* Seconds a test of this part may take: a reader that waits for a writer
+ * that never comes fails on this timeout instead of hanging the suite. */
+#define PIPE_TEST_TIMEOUT_SECONDS 20
+
+/* Bytes of filler that a pipe writer sends after its file at most. */
+#define PIPE_FILLER_MAX ((size_t)64 << 20)
+
+/* A process writing to a FIFO, and a reader that keeps the FIFO open so
+ * that the writer's open() returns before the code under test opens it. */
+typedef struct pipe_writer {
+    pid_t pid;
+    int reader;
+} pipe_writer;
+
+/* Creates the FIFO temp_dir/NAME and starts a child that writes `file`
+ * into it, then `filler` zero bytes (stopping early when the reader goes
+ * away), then stays alive with the FIFO open if `stay_open`. Returns once
+ * the first bytes are in the pipe. */
+static pipe_writer start_pipe_writer(const char *name, const byte_buffer *file, size_t filler,
+                                     bool stay_open)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", temp_dir, name);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    pipe_writer writer;
+    writer.reader = open(path, O_RDONLY | O_NONBLOCK);
+    ck_assert_int_ge(writer.reader, 0);
+    writer.pid = fork();
+    ck_assert_int_ge(writer.pid, 0);
+    if (writer.pid == 0) {
+        signal(SIGPIPE, SIG_IGN);
+        int fd = open(path, O_WRONLY);
+        if (fd < 0 || write(fd, file->bytes, file->size) != (ssize_t)file->size) {
+            _exit(1);
+        }
+        static const uint8_t zeros[4096];
+        for (size_t sent = 0; sent < filler; sent += sizeof zeros) {
+            if (write(fd, zeros, sizeof zeros) < 0) {
+                break;
+            }
+        }
+        while (stay_open) {
+            pause();
+        }
+        _exit(0);
+    }
+    struct pollfd ready = {.fd = writer.reader, .events = POLLIN};
+    ck_assert_int_eq(poll(&ready, 1, PIPE_TEST_TIMEOUT_SECONDS * 1000), 1);
+    return writer;
+}
+
+/* Stops the writer and closes the extra reader. */
+static void stop_pipe_writer(pipe_writer *writer)
+{
+    kill(writer->pid, SIGKILL);
+    int status = 0;
+    ck_assert_int_eq(waitpid(writer->pid, &status, 0), writer->pid);
+    close(writer->reader);
+}
+
+/* Loads "images" and "labels" from temp_dir and checks that loading fails
+ * with `expected` after "DIR/". */
+static void assert_dataset_load_fails(const char *expected_after_dir)
+{
+    idx_dataset dataset;
+    ck_assert(!idx_dataset_load(&dataset, temp_dir, "images", "labels", N_CLASSES, message,
+                                sizeof message));
+    char expected[IDX_MESSAGE_MAX];
+    snprintf(expected, sizeof expected, "%s/%s", temp_dir, expected_after_dir);
+    ck_assert_str_eq(message, expected);
+    ck_assert_ptr_null(dataset.pixels);
+}
+
+START_TEST(fifo_without_writer_reads_as_empty)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/images", temp_dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    assert_dataset_load_fails("images: the file is empty; expected an IDX image file");
+}
+END_TEST
+
+START_TEST(fifo_is_read_in_full)
+{
+    byte_buffer images = image_file(3, 2, 2);
+    byte_buffer labels = label_file(3);
+    write_file("labels", &labels);
+    pipe_writer writer = start_pipe_writer("images", &images, 0, false);
+    idx_dataset dataset;
+    bool loaded = idx_dataset_load(&dataset, temp_dir, "images", "labels", N_CLASSES, message,
+                                   sizeof message);
+    stop_pipe_writer(&writer);
+    ck_assert_msg(loaded, "%s", message);
+    ck_assert_uint_eq(dataset.count, 3);
+    for (size_t i = 0; i < 12; i++) {
+        ck_assert_uint_eq(dataset.pixels[i], pixel_value(i));
+    }
+    idx_dataset_free(&dataset);
+}
+END_TEST
+
+START_TEST(fifo_reading_stops_after_declared_size)
+{
+    /* The writer sends 64 MiB after the 28 bytes of the file. The reader
+     * stops one byte past them instead of buffering everything. */
+    byte_buffer images = image_file(3, 2, 2);
+    byte_buffer labels = label_file(3);
+    write_file("labels", &labels);
+    pipe_writer writer = start_pipe_writer("images", &images, PIPE_FILLER_MAX, true);
+    assert_dataset_load_fails("images: unexpected data at byte offset 28, after the 3 images of "
+                              "2x2 pixels the header declares");
+    stop_pipe_writer(&writer);
+}
+END_TEST
+
+START_TEST(fifo_bad_magic_rejected_before_end)
+{
+    /* The writer sends a bad magic number and keeps the pipe open, so only
+     * a reader that checks the first 4 bytes returns. */
+    byte_buffer images = {.size = 0};
+    append_u32(&images, 0x00000000);
+    pipe_writer writer = start_pipe_writer("images", &images, 0, true);
+    assert_dataset_load_fails("images: invalid element type 0x00 in magic number 0x00000000; "
+                              "only 0x08 (unsigned byte) is supported");
+    stop_pipe_writer(&writer);
+}
+END_TEST
+
+START_TEST(fifo_huge_claim_without_data_is_truncated)
+{
+    /* 60000 images of 1000x1000 pixels are 60 GB. The reader must not
+     * allocate them before they arrive. */
+    byte_buffer images = {.size = 0};
+    append_u32(&images, 0x00000803);
+    append_u32(&images, 60000);
+    append_u32(&images, 1000);
+    append_u32(&images, 1000);
+    pipe_writer writer = start_pipe_writer("images", &images, 0, false);
+    char expected[256];
+    snprintf(expected, sizeof expected,
+             "images: truncated: the header declares 60000 images of 1000x1000 pixels "
+             "(%zu bytes), but the file ends after 0 of them, at byte offset 16",
+             (size_t)60000 * 1000 * 1000);
+    assert_dataset_load_fails(expected);
+    stop_pipe_writer(&writer);
+}
+END_TEST
+
+START_TEST(device_and_directory_are_rejected)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/images", temp_dir);
+    ck_assert_int_eq(mkdir(path, 0700), 0);
+    assert_dataset_load_fails("images: is a directory, not a regular file or a pipe");
+    ck_assert_int_eq(rmdir(path), 0);
+
+    if (geteuid() != 0) {
+        fprintf(stderr, "device_and_directory_are_rejected: no device case without root\n");
+        return;
+    }
+    /* Major 1, minor 3 is /dev/null on Linux: it reads as empty. */
+    ck_assert_msg(mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0, "mknod %s: %s", path,
+                  strerror(errno));
+    assert_dataset_load_fails("images: is a character device, not a regular file or a pipe");
+}
+END_TEST
+
 START_TEST(label_out_of_range_is_rejected)
 {
     byte_buffer images = image_file(4, 1, 1);
@@ -734,6 +912,16 @@ static Suite *idx_suite(void)
     tcase_add_test(malformed, file_errors_name_the_path);
     tcase_add_test(malformed, missing_file_is_reported);
     tcase_add_test(malformed, missing_directory_is_reported);
+
+    TCase *pipes = add_test_case(suite, "pipes");
+    tcase_set_timeout(pipes, PIPE_TEST_TIMEOUT_SECONDS);
+    tcase_add_checked_fixture(pipes, make_temp_dir, remove_temp_dir);
+    tcase_add_test(pipes, fifo_without_writer_reads_as_empty);
+    tcase_add_test(pipes, fifo_is_read_in_full);
+    tcase_add_test(pipes, fifo_reading_stops_after_declared_size);
+    tcase_add_test(pipes, fifo_bad_magic_rejected_before_end);
+    tcase_add_test(pipes, fifo_huge_claim_without_data_is_truncated);
+    tcase_add_test(pipes, device_and_directory_are_rejected);
 
     TCase *gzip = add_test_case(suite, "gzip");
     tcase_add_checked_fixture(gzip, make_temp_dir, remove_temp_dir);

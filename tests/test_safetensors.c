@@ -1,6 +1,8 @@
 /* Model files: the strict JSON parser, safetensors round trips, every kind
  * of malformed file with its exact message, atomic saves, and saves killed
  * at random moments. */
+/* For mknod, makedev and the S_IF* file type constants. */
+#define _DEFAULT_SOURCE
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -11,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -725,16 +728,21 @@ START_TEST(save_into_missing_directory_fails)
 }
 END_TEST
 
+/* A writer that makes a directory at the target path (the context) while
+ * the temporary file is written, so that the rename over it fails. */
+static bool write_and_block_target(FILE *stream, void *context)
+{
+    ck_assert_int_eq(mkdir(context, 0700), 0);
+    return fputs("contents", stream) != EOF;
+}
+
 START_TEST(failed_rename_removes_temporary_file)
 {
     /* rename() cannot replace a directory with a file. */
     char *dir = make_directory();
     char *path = join(dir, "model.safetensors");
-    ck_assert_int_eq(mkdir(path, 0700), 0);
-    tt_tensor *a = new_tensor_or_fail(4, 4, NULL, "a");
-    const tt_named_tensor one[] = {{NULL, a}};
     tt_error err = {TT_OK, ""};
-    ck_assert_int_eq(tt_safetensors_save(path, one, 1, NULL, 0, &err), TT_ERR_IO);
+    ck_assert_int_eq(tt_file_write_atomic(path, write_and_block_target, path, &err), TT_ERR_IO);
     ck_assert_msg(strstr(err.message, ": cannot rename the temporary file ") != NULL, "%s",
                   err.message);
     ck_assert_msg(strstr(err.message, "model.safetensors.tmp-") != NULL, "%s", err.message);
@@ -742,7 +750,202 @@ START_TEST(failed_rename_removes_temporary_file)
     ck_assert_int_eq(stat(path, &status), 0);
     ck_assert(S_ISDIR(status.st_mode));
     ck_assert_uint_eq(count_entries(dir, "model.safetensors.tmp-", false), 0);
+    free(path);
+    remove_directory(dir);
+}
+END_TEST
+
+/* Creates at `path` a file of the kind `kind` names: "fifo", "symlink" (to
+ * a regular file "target" beside it), "directory" or "device" (a character
+ * device like /dev/null, which needs root). Returns false if the kind
+ * cannot be made here. */
+static bool make_special_file(const char *dir, const char *path, const char *kind)
+{
+    if (strcmp(kind, "fifo") == 0) {
+        ck_assert_int_eq(mkfifo(path, 0600), 0);
+    } else if (strcmp(kind, "symlink") == 0) {
+        char *target = join(dir, "target");
+        FILE *file = fopen(target, "w");
+        ck_assert_ptr_nonnull(file);
+        ck_assert_int_eq(fputs("old", file), 1);
+        ck_assert_int_eq(fclose(file), 0);
+        ck_assert_int_eq(symlink("target", path), 0);
+        free(target);
+    } else if (strcmp(kind, "directory") == 0) {
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+    } else {
+        if (geteuid() != 0)
+            return false;
+        /* Major 1, minor 3 is /dev/null on Linux. */
+        ck_assert_msg(mknod(path, S_IFCHR | 0600, makedev(1, 3)) == 0, "mknod %s: %s", path,
+                      strerror(errno));
+    }
+    return true;
+}
+
+/* Each kind of path that a save rejects, with the type its message names. */
+static const struct {
+    const char *kind;
+    const char *type_name;
+    mode_t type;
+    const char *advice;
+} special_files[] = {
+    {"fifo", "FIFO (named pipe)", S_IFIFO, "only a regular file is replaced"},
+    {"symlink", "symbolic link", S_IFLNK, "give the path of its target instead"},
+    {"directory", "directory", S_IFDIR, "only a regular file is replaced"},
+    {"device", "character device", S_IFCHR, "only a regular file is replaced"},
+};
+
+START_TEST(save_rejects_special_files)
+{
+    char *dir = make_directory();
+    char *path = join(dir, "model.safetensors");
+    if (!make_special_file(dir, path, special_files[_i].kind)) {
+        fprintf(stderr, "save_rejects_special_files: no device case without root\n");
+        free(path);
+        remove_directory(dir);
+        return;
+    }
+    tt_tensor *a = new_tensor_or_fail(2, 2, NULL, "a");
+    const tt_named_tensor one[] = {{NULL, a}};
+    tt_error err = {TT_OK, ""};
+    char want[TT_ERROR_MESSAGE_MAX];
+    snprintf(want, sizeof want, "%s: is a %s, not a regular file; %s", path,
+             special_files[_i].type_name, special_files[_i].advice);
+
+    ck_assert_int_eq(tt_safetensors_save(path, one, 1, NULL, 0, &err), TT_ERR_ARG);
+    ck_assert_str_eq(err.message, want);
+    ck_assert_int_eq(tt_file_check_writable(path, &err), TT_ERR_ARG);
+    ck_assert_str_eq(err.message, want);
+
+    struct stat status;
+    ck_assert_int_eq(lstat(path, &status), 0);
+    ck_assert_int_eq(status.st_mode & S_IFMT, special_files[_i].type);
+    ck_assert_uint_eq(count_entries(dir, "model.safetensors.tmp-", false), 0);
+    if (special_files[_i].type == S_IFLNK) {
+        char *target = join(dir, "target");
+        char text[8] = "";
+        FILE *file = fopen(target, "r");
+        ck_assert_ptr_nonnull(file);
+        ck_assert_ptr_nonnull(fgets(text, sizeof text, file));
+        fclose(file);
+        ck_assert_str_eq(text, "old");
+        free(target);
+    }
     tt_tensor_free(a);
+    free(path);
+    remove_directory(dir);
+}
+END_TEST
+
+START_TEST(save_keeps_permission_bits)
+{
+    char *dir = make_directory();
+    char *path = join(dir, "model.safetensors");
+    tt_tensor *a = new_tensor_or_fail(2, 2, NULL, "a");
+    const tt_named_tensor one[] = {{NULL, a}};
+    tt_error err = {TT_OK, ""};
+    const mode_t modes[] = {0600, 0640, 0444};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        ck_assert_msg(tt_safetensors_save(path, one, 1, NULL, 0, &err) == TT_OK, "%s",
+                      err.message);
+        ck_assert_int_eq(chmod(path, modes[i]), 0);
+        ck_assert_msg(tt_safetensors_save(path, one, 1, NULL, 0, &err) == TT_OK, "%s",
+                      err.message);
+        struct stat status;
+        ck_assert_int_eq(stat(path, &status), 0);
+        ck_assert_uint_eq(status.st_mode & 07777, modes[i]);
+        ck_assert_int_eq(chmod(path, 0600), 0);
+    }
+    tt_tensor_free(a);
+    free(path);
+    remove_directory(dir);
+}
+END_TEST
+
+START_TEST(save_rejects_empty_path)
+{
+    tt_tensor *a = new_tensor_or_fail(2, 2, NULL, "a");
+    const tt_named_tensor one[] = {{NULL, a}};
+    tt_error err = {TT_OK, ""};
+    ck_assert_int_eq(tt_safetensors_save("", one, 1, NULL, 0, &err), TT_ERR_ARG);
+    ck_assert_str_eq(err.message, "tt_safetensors_save: path is empty");
+    ck_assert_int_eq(tt_file_write_atomic("", write_and_block_target, NULL, &err), TT_ERR_ARG);
+    ck_assert_str_eq(err.message, "tt_file_write_atomic: path is empty");
+    ck_assert_int_eq(tt_file_check_writable("", &err), TT_ERR_ARG);
+    ck_assert_str_eq(err.message, "tt_file_check_writable: path is empty");
+    ck_assert_uint_eq(count_entries(".", ".tmp-", false), 0);
+    tt_tensor_free(a);
+}
+END_TEST
+
+/* A writer that writes some bytes and then reports a failure. */
+static bool write_then_fail(FILE *stream, void *context)
+{
+    (void)context;
+    fputs("partial", stream);
+    return false;
+}
+
+START_TEST(failed_writer_keeps_old_file)
+{
+    char *dir = make_directory();
+    char *path = join(dir, "chart.svg");
+    FILE *file = fopen(path, "w");
+    ck_assert_ptr_nonnull(file);
+    ck_assert_int_eq(fputs("old", file), 1);
+    ck_assert_int_eq(fclose(file), 0);
+    tt_error err = {TT_OK, ""};
+    ck_assert_int_eq(tt_file_write_atomic(path, write_then_fail, NULL, &err), TT_ERR_IO);
+    ck_assert_msg(strstr(err.message, ": the writer reported a failure") != NULL, "%s",
+                  err.message);
+    ck_assert_msg(strncmp(err.message, path, strlen(path)) == 0, "%s", err.message);
+    char text[8] = "";
+    file = fopen(path, "r");
+    ck_assert_ptr_nonnull(file);
+    ck_assert_ptr_nonnull(fgets(text, sizeof text, file));
+    fclose(file);
+    ck_assert_str_eq(text, "old");
+    ck_assert_uint_eq(count_entries(dir, "chart.svg.tmp-", false), 0);
+    free(path);
+    remove_directory(dir);
+}
+END_TEST
+
+START_TEST(check_writable_tests_the_directory)
+{
+    char *dir = make_directory();
+    char *path = join(dir, "model.safetensors");
+    tt_error err = {TT_OK, ""};
+    ck_assert_msg(tt_file_check_writable(path, &err) == TT_OK, "%s", err.message);
+    ck_assert_uint_eq(count_entries(dir, "", false), 2); /* "." and ".." */
+
+    char *missing = join(dir, "missing/model.safetensors");
+
+    ck_assert_int_eq(tt_file_check_writable(missing, &err), TT_ERR_IO);
+    char want[TT_ERROR_MESSAGE_MAX];
+    snprintf(want, sizeof want,
+             "%s: cannot create a temporary file beside it: No such file or directory", missing);
+    ck_assert_str_eq(err.message, want);
+    free(missing);
+    free(path);
+    remove_directory(dir);
+}
+END_TEST
+
+START_TEST(open_rejects_fifo_without_writer)
+{
+    /* Without O_NONBLOCK, open() would wait for a writer forever and the
+     * test would fail on Check's timeout. */
+    char *dir = make_directory();
+    char *path = join(dir, "model.safetensors");
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    tt_error err = {TT_OK, ""};
+    ck_assert_ptr_null(tt_safetensors_open(path, &err));
+    ck_assert_int_eq(err.status, TT_ERR_IO);
+    char want[TT_ERROR_MESSAGE_MAX];
+    snprintf(want, sizeof want, "%s: not a regular file but a FIFO (named pipe)", path);
+    ck_assert_str_eq(err.message, want);
     free(path);
     remove_directory(dir);
 }
@@ -948,7 +1151,7 @@ START_TEST(open_reports_missing_file_and_directory)
 
     ck_assert_ptr_null(tt_safetensors_open(dir, &err));
     ck_assert_int_eq(err.status, TT_ERR_IO);
-    snprintf(want, sizeof want, "%s: not a regular file", dir);
+    snprintf(want, sizeof want, "%s: not a regular file but a directory", dir);
     ck_assert_str_eq(err.message, want);
 
     ck_assert_int_eq(tt_safetensors_load(missing, NULL, 0, NULL), TT_ERR_IO);
@@ -1013,6 +1216,13 @@ static Suite *safetensors_suite(void)
     tcase_add_test(saving, kill_during_save_leaves_old_or_new_file);
     tcase_add_test(saving, file_statuses_have_names);
     tcase_add_test(saving, open_reports_missing_file_and_directory);
+    tcase_add_loop_test(saving, save_rejects_special_files, 0,
+                        (int)(sizeof special_files / sizeof special_files[0]));
+    tcase_add_test(saving, save_keeps_permission_bits);
+    tcase_add_test(saving, save_rejects_empty_path);
+    tcase_add_test(saving, failed_writer_keeps_old_file);
+    tcase_add_test(saving, check_writable_tests_the_directory);
+    tcase_add_test(saving, open_rejects_fifo_without_writer);
     tcase_add_test(round_trip, read_status_without_error_record);
 
     return suite;

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tensortape.h"
+
 FILE *history_log_open(const char *path, char *message, size_t message_size)
 {
     FILE *log = fopen(path, "w");
@@ -315,41 +317,30 @@ static void write_chart(FILE *out, const char *title, const epoch_record *record
     fputs("</svg>\n", out);
 }
 
+/* What write_chart_file draws. */
+typedef struct chart {
+    const char *title;
+    const epoch_record *records;
+    size_t count;
+} chart;
+
+/* A tt_file_writer: write errors are left in the stream's error flag,
+ * which tt_file_write_atomic checks. */
+static bool write_chart_file(FILE *out, void *context)
+{
+    const chart *c = context;
+    write_chart(out, c->title, c->records, c->count);
+    return true;
+}
+
 bool history_write_svg(const char *path, const char *title, const epoch_record *records,
                        size_t count, char *message, size_t message_size)
 {
-    const size_t length = strlen(path);
-    char *temporary = malloc(length + sizeof ".tmp");
-    if (temporary == NULL) {
-        snprintf(message, message_size, "%s: out of memory", path);
+    chart contents = {title, records, count};
+    tt_error err = {TT_OK, ""};
+    if (tt_file_write_atomic(path, write_chart_file, &contents, &err) != TT_OK) {
+        snprintf(message, message_size, "%s", err.message);
         return false;
     }
-    memcpy(temporary, path, length);
-    memcpy(temporary + length, ".tmp", sizeof ".tmp");
-
-    FILE *out = fopen(temporary, "w");
-    if (out == NULL) {
-        snprintf(message, message_size, "%s: cannot create the chart: %s", temporary,
-                 strerror(errno));
-        free(temporary);
-        return false;
-    }
-    write_chart(out, title, records, count);
-    const bool failed = ferror(out) != 0;
-    if (fclose(out) != 0 || failed) {
-        snprintf(message, message_size, "%s: cannot write the chart: %s", temporary,
-                 strerror(errno));
-        remove(temporary);
-        free(temporary);
-        return false;
-    }
-    if (rename(temporary, path) != 0) {
-        snprintf(message, message_size, "%s: cannot rename %s to it: %s", path, temporary,
-                 strerror(errno));
-        remove(temporary);
-        free(temporary);
-        return false;
-    }
-    free(temporary);
     return true;
 }

@@ -34,9 +34,10 @@ bool history_log_close(FILE *log, const char *path, char *message, size_t messag
  * the epoch axis, the mean training loss above and the test accuracy
  * below, each with ticks, tick labels, axis labels and a legend, under
  * `title` (escaped for XML). Non-finite values are left out of the lines.
- * The chart is written to PATH.tmp and renamed to PATH at the end, so an
- * existing file at PATH is replaced only by a complete chart. Returns false
- * with a message naming the file on failure. */
+ * The chart is written with tt_file_write_atomic, so an existing file at
+ * PATH is replaced only by a complete chart and keeps its permission bits,
+ * and a PATH that is a symbolic link or not a regular file is rejected.
+ * Returns false with a message naming the file on failure. */
 bool history_write_svg(const char *path, const char *title, const epoch_record *records,
                        size_t count, char *message, size_t message_size);
 

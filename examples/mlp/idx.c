@@ -39,6 +39,12 @@
 #define GZIP_ID1 0x1f
 #define GZIP_ID2 0x8b
 
+/* Largest amount of gzip data read from a pipe. A pipe's size is not known
+ * ahead, and the compressed size does not follow from the header that the
+ * data decompresses to, so this cap keeps a writer that never stops from
+ * exhausting memory. The gzip files of Fashion-MNIST are below 30 MB. */
+#define PIPE_GZIP_MAX_BYTES ((size_t)1 << 30)
+
 /* Initial size of a buffer that grows as data arrives. It doubles as data
  * arrives, so memory follows the bytes actually read. */
 #define INITIAL_BUFFER_BYTES ((size_t)64 * 1024)
@@ -260,9 +266,11 @@ static header_status check_header(const uint8_t *bytes, size_t size, idx_kind ki
 }
 
 /* Checks a whole IDX file of `size` bytes: its header, then that its length
- * is exactly what the header declares. */
+ * is exactly what the header declares. `whole` is false when reading
+ * stopped one byte past that length, so that the count of extra bytes is
+ * not known. */
 static bool check_file(const uint8_t *bytes, size_t size, idx_kind kind, const char *name,
-                       bool compressed, idx_layout *layout, message_buffer *out)
+                       bool compressed, bool whole, idx_layout *layout, message_buffer *out)
 {
     if (check_header(bytes, size, kind, name, compressed, true, layout, out) != HEADER_VALID) {
         return false;
@@ -279,7 +287,7 @@ static bool check_file(const uint8_t *bytes, size_t size, idx_kind kind, const c
         return false;
     }
     if (size > layout->total_bytes) {
-        if (compressed) {
+        if (compressed || !whole) {
             report(out, name, "unexpected data at byte offset %zu%s, after the %s the header declares",
                    layout->total_bytes, where, contents);
         } else {
@@ -405,9 +413,10 @@ fail:
 
 /* Parses the `size` bytes at `bytes` into `array`. When `owned` is not NULL
  * it is the buffer that contains `bytes`, which this function takes over and
- * reuses for the elements; otherwise the elements are copied. */
+ * reuses for the elements; otherwise the elements are copied. `whole` is as
+ * for check_file. */
 static bool parse_bytes(idx_array *array, idx_kind kind, const uint8_t *bytes, size_t size,
-                        uint8_t *owned, const char *name, message_buffer *out)
+                        uint8_t *owned, bool whole, const char *name, message_buffer *out)
 {
     idx_array empty = {0};
     *array = empty;
@@ -434,7 +443,7 @@ static bool parse_bytes(idx_array *array, idx_kind kind, const uint8_t *bytes, s
     }
 
     idx_layout layout;
-    if (!check_file(bytes, size, kind, name, compressed, &layout, out)) {
+    if (!check_file(bytes, size, kind, name, compressed, whole, &layout, out)) {
         free(owned);
         return false;
     }
@@ -469,7 +478,7 @@ bool idx_parse(idx_array *array, idx_kind kind, const uint8_t *bytes, size_t siz
     if (message_size > 0) {
         message[0] = '\0';
     }
-    return parse_bytes(array, kind, bytes, size, NULL, name, &out);
+    return parse_bytes(array, kind, bytes, size, NULL, true, name, &out);
 }
 
 void idx_array_free(idx_array *array)
@@ -550,10 +559,10 @@ bool idx_dataset_parse(idx_dataset *dataset, const uint8_t *image_bytes, size_t 
     *dataset = empty;
     idx_array images = {0};
     idx_array labels = {0};
-    if (!parse_bytes(&images, IDX_IMAGES, image_bytes, image_size, NULL, images_name, &out)) {
+    if (!parse_bytes(&images, IDX_IMAGES, image_bytes, image_size, NULL, true, images_name, &out)) {
         return false;
     }
-    if (!parse_bytes(&labels, IDX_LABELS, label_bytes, label_size, NULL, labels_name, &out)) {
+    if (!parse_bytes(&labels, IDX_LABELS, label_bytes, label_size, NULL, true, labels_name, &out)) {
         idx_array_free(&images);
         return false;
     }
@@ -584,7 +593,9 @@ static int open_file(const char *dir, const char *name, char **path, message_buf
         report(out, name, "cannot build the file path: out of memory");
         return -1;
     }
-    int fd = open(*path, O_RDONLY);
+    /* O_NONBLOCK keeps open() from waiting for a writer when the path is a
+     * FIFO; read_all clears it again. */
+    int fd = open(*path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd >= 0) {
         return fd;
     }
@@ -598,7 +609,7 @@ static int open_file(const char *dir, const char *name, char **path, message_buf
         report(out, *path, "cannot build the file path: out of memory");
         return -1;
     }
-    fd = open(gz_path, O_RDONLY);
+    fd = open(gz_path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         struct stat dir_status;
         if (errno == ENOENT && stat(dir, &dir_status) != 0) {
@@ -616,35 +627,93 @@ static int open_file(const char *dir, const char *name, char **path, message_buf
     return fd;
 }
 
-/* Reads everything from `fd` into a new buffer. The buffer starts at the
- * file's size plus one byte when the file is a regular one, so that one read
- * past the end confirms the size, and otherwise grows by doubling as data
- * arrives. Returns false after reporting. */
-static bool read_all(int fd, const char *path, uint8_t **bytes, size_t *size, message_buffer *out)
+/* The kind of a file that is neither regular nor a pipe, for messages. */
+static const char *special_file_name(mode_t mode)
+{
+    if (S_ISDIR(mode)) {
+        return "directory";
+    }
+    if (S_ISCHR(mode)) {
+        return "character device";
+    }
+    if (S_ISBLK(mode)) {
+        return "block device";
+    }
+    if (S_ISSOCK(mode)) {
+        return "socket";
+    }
+    return "special file";
+}
+
+/* Checks that `fd` is a regular file or a pipe, and puts a pipe back into
+ * blocking mode. Sets `*size_hint` to a regular file's size plus one byte,
+ * or 0. Returns false after reporting. */
+static bool check_file_type(int fd, const char *path, bool *pipe, size_t *size_hint,
+                            message_buffer *out)
 {
     struct stat status;
     if (fstat(fd, &status) != 0) {
         report(out, path, "cannot read: %s", strerror(errno));
         return false;
     }
-    size_t capacity = INITIAL_BUFFER_BYTES;
-    if (S_ISREG(status.st_mode) && status.st_size >= 0 &&
-        (uintmax_t)status.st_size < SIZE_MAX) {
-        capacity = (size_t)status.st_size + 1;
+    *pipe = S_ISFIFO(status.st_mode);
+    *size_hint = 0;
+    if (*pipe) {
+        int flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+            report(out, path, "cannot read the pipe: %s", strerror(errno));
+            return false;
+        }
+        return true;
     }
+    if (!S_ISREG(status.st_mode)) {
+        report(out, path, "is a %s, not a regular file or a pipe",
+               special_file_name(status.st_mode));
+        return false;
+    }
+    if (status.st_size >= 0 && (uintmax_t)status.st_size < SIZE_MAX) {
+        *size_hint = (size_t)status.st_size + 1;
+    }
+    return true;
+}
+
+/* Reads the file at `fd` into a new buffer. A regular file is read whole
+ * into a buffer of its size plus one byte, so that one read past the end
+ * confirms the size. A pipe is read into a buffer that doubles as data
+ * arrives, and only up to the size its header declares plus one byte
+ * (PIPE_GZIP_MAX_BYTES for gzip data), so a writer that never stops cannot
+ * exhaust memory. In both, a header that is invalid is reported as soon as
+ * its bytes arrive. Sets `*whole` to false when a pipe was not read to its
+ * end. Returns false after reporting. */
+static bool read_all(int fd, idx_kind kind, const char *path, uint8_t **bytes, size_t *size,
+                     bool *whole, message_buffer *out)
+{
+    bool pipe = false;
+    size_t capacity = 0;
+    if (!check_file_type(fd, path, &pipe, &capacity, out)) {
+        return false;
+    }
+    if (capacity == 0) {
+        capacity = INITIAL_BUFFER_BYTES;
+    }
+    size_t limit = SIZE_MAX; /* bytes read at most */
+    bool header_read = false;
+    bool gzip = false;
     uint8_t *buffer = malloc(capacity);
     size_t filled = 0;
-    while (buffer != NULL) {
+    bool out_of_memory = buffer == NULL;
+    while (!out_of_memory && filled < limit) {
         if (filled == capacity) {
-            size_t grown = capacity <= SIZE_MAX / 2 ? capacity * 2 : SIZE_MAX;
+            size_t grown = capacity <= limit / 2 ? capacity * 2 : limit;
             uint8_t *larger = grown > capacity ? realloc(buffer, grown) : NULL;
             if (larger == NULL) {
+                out_of_memory = true;
                 break;
             }
             buffer = larger;
             capacity = grown;
         }
-        size_t room = capacity - filled;
+        size_t room = (capacity < limit ? capacity : limit) - filled;
         ssize_t got = read(fd, buffer + filled, room < SSIZE_MAX ? room : SSIZE_MAX);
         if (got < 0 && errno == EINTR) {
             continue;
@@ -655,15 +724,45 @@ static bool read_all(int fd, const char *path, uint8_t **bytes, size_t *size, me
             return false;
         }
         if (got == 0) {
-            *bytes = buffer;
-            *size = filled;
-            return true;
+            break;
         }
         filled += (size_t)got;
+        if (header_read) {
+            continue;
+        }
+
+        if (is_gzip(buffer, filled)) {
+            header_read = true;
+            gzip = true;
+            limit = pipe ? PIPE_GZIP_MAX_BYTES + 1 : SIZE_MAX;
+            continue;
+        }
+        idx_layout layout;
+        header_status header = check_header(buffer, filled, kind, path, false, false, &layout, out);
+        if (header == HEADER_INVALID) {
+            free(buffer);
+            return false;
+        }
+        if (header == HEADER_VALID) {
+            header_read = true;
+            limit = pipe ? layout.total_bytes + 1 : SIZE_MAX;
+        }
     }
-    free(buffer);
-    report(out, path, "out of memory after reading %zu bytes", filled);
-    return false;
+    if (out_of_memory) {
+        free(buffer);
+        report(out, path, "out of memory after reading %zu bytes", filled);
+        return false;
+    }
+    if (gzip && pipe && filled > PIPE_GZIP_MAX_BYTES) {
+        report(out, path, "the pipe sends more than %zu bytes of gzip data; decompress it "
+               "into the pipe or give a regular file", PIPE_GZIP_MAX_BYTES);
+        free(buffer);
+        return false;
+    }
+    *bytes = buffer;
+    *size = filled;
+    *whole = !pipe || filled < limit;
+    return true;
 }
 
 /* Opens, reads and parses one file of the dataset; sets `*path` to the path
@@ -677,9 +776,10 @@ static bool load_file(idx_array *array, idx_kind kind, const char *dir, const ch
     }
     uint8_t *bytes = NULL;
     size_t size = 0;
-    bool ok = read_all(fd, *path, &bytes, &size, out);
+    bool whole = true;
+    bool ok = read_all(fd, kind, *path, &bytes, &size, &whole, out);
     close(fd);
-    return ok && parse_bytes(array, kind, bytes, size, bytes, *path, out);
+    return ok && parse_bytes(array, kind, bytes, size, bytes, whole, *path, out);
 }
 
 bool idx_dataset_load(idx_dataset *dataset, const char *dir, const char *images_name,

@@ -1002,6 +1002,24 @@ static bool save_model(const char *path, const model *net, const size_t *widths)
     return saved;
 }
 
+/* Checks before training that --save and --plot can be written later, so
+ * that a bad path does not lose the run: the directory exists and takes a
+ * temporary file, and the path is not a symbolic link, directory, FIFO or
+ * device. Returns false after printing the error. */
+static bool check_output_paths(const options *opts)
+{
+    const char *paths[] = {opts->save_path, opts->plot_path};
+    const char *options_names[] = {"--save", "--plot"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        tt_error err = {0};
+        if (paths[i] != NULL && tt_file_check_writable(paths[i], &err) != TT_OK) {
+            fprintf(stderr, "mlp: %s: %s\n", options_names[i], err.message);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- Training and evaluation -------------------------------------------- */
 
 static void print_tape_error(const tt_tape *tape)
@@ -1436,7 +1454,7 @@ int main(int argc, char **argv)
     tt_error err = {0};
     tt_safetensors *saved_model = NULL;
 
-    if (!load_data(opts.data_dir, &train, &test)) {
+    if (!check_output_paths(&opts) || !load_data(opts.data_dir, &train, &test)) {
         goto cleanup;
     }
     if (opts.load_path != NULL) {

@@ -15,6 +15,7 @@ import math
 import os
 import random
 import re
+import stat
 import struct
 import subprocess
 import sys
@@ -418,7 +419,61 @@ def check_log_and_plot(mlp, data, directory):
     for line in lines:
         points = line.get("points").split()
         check(len(points) == EPOCHS, "a line has %d points, want %d" % (len(points), EPOCHS))
-    check(not os.path.exists(plot_path + ".tmp"), "the temporary chart was left behind")
+    leftovers = [name for name in os.listdir(directory) if name.startswith("history.svg.tmp")]
+    check(leftovers == [], "temporary charts were left behind: %s" % leftovers)
+
+
+def check_output_paths(mlp, data, directory):
+    """A --save or --plot path that cannot be written is rejected before
+    training, naming the path; special files are left as they were, and a
+    replaced chart keeps its permission bits."""
+    outputs = os.path.join(directory, "outputs")
+    os.mkdir(outputs)
+    fifo = os.path.join(outputs, "fifo")
+    os.mkfifo(fifo)
+    link = os.path.join(outputs, "link.safetensors")
+    os.symlink("target.safetensors", link)
+    missing = os.path.join(outputs, "no such directory", "model.safetensors")
+    cases = [
+        ("--save", missing, "cannot create a temporary file beside it: No such file or directory"),
+        ("--plot", missing, "cannot create a temporary file beside it: No such file or directory"),
+        ("--plot", fifo, "is a FIFO (named pipe), not a regular file"),
+        ("--save", fifo, "is a FIFO (named pipe), not a regular file"),
+        ("--save", link, "is a symbolic link, not a regular file"),
+        ("--plot", outputs, "is a directory, not a regular file"),
+    ]
+    for option, path, reason in cases:
+        result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "1", option, path)
+        want = "mlp: %s: %s: %s" % (option, path, reason)
+        check(result.returncode == 1 and want in result.stderr,
+              "%s %s gave %d, want the message %r: %s"
+              % (option, path, result.returncode, want, result.stderr))
+        check("epoch 1/" not in result.stdout, "%s %s: training ran before the path was "
+              "rejected" % (option, path))
+    check(stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced")
+    check(os.path.islink(link), "the symbolic link was replaced")
+    check(not os.path.exists(os.path.join(outputs, "target.safetensors")),
+          "a model was written through the symbolic link")
+
+    plot_path = os.path.join(outputs, "private.svg")
+    save_path = os.path.join(outputs, "private.safetensors")
+    for path in (plot_path, save_path):
+        with open(path, "w") as f:
+            f.write("old contents")
+        os.chmod(path, 0o600)
+    result = run(mlp, "--data", data, "--hidden", HIDDEN, "--epochs", "1", "--plot", plot_path,
+                 "--save", save_path)
+    check(result.returncode == 0, "mlp --plot --save over 0600 files exited with %d: %s"
+          % (result.returncode, result.stderr))
+    for path in (plot_path, save_path):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        check(mode == 0o600, "the replaced %s has mode %o, want 600" % (path, mode))
+    with open(plot_path) as f:
+        check(f.read().startswith("<?xml"), "the chart was not replaced")
+    check("w1" in read_header(save_path), "the model was not replaced")
+    leftovers = sorted(set(os.listdir(outputs))
+                       - {"fifo", "link.safetensors", "private.svg", "private.safetensors"})
+    check(leftovers == [], "files left behind: %s" % leftovers)
 
 
 def check_initial_gain(mlp, data, directory, dtype):
@@ -548,6 +603,7 @@ def main():
         check_save_and_load(mlp, data, directory, tolerance)
         check_parameter_round_trip(mlp, data, directory, dtype)
         check_load_errors(mlp, data, directory, dtype)
+        check_output_paths(mlp, data, directory)
         check_errors(mlp, data, directory)
         check_option_effects(mlp, data, directory)
         check_initial_gain(mlp, data, directory, dtype)
