@@ -217,6 +217,20 @@ void fill_labels(int32_t *labels, size_t count, size_t n_classes, tt_rng *rng)
         labels[i] = (int32_t)tt_rng_below(rng, n_classes);
 }
 
+void assert_gradcheck_passes(const char *what, tt_loss_function loss, void *context,
+                             tt_tensor *const tensors[], size_t n_tensors, size_t n_entries)
+{
+    tt_gradcheck_result result;
+    tt_error err = {TT_OK, ""};
+    const tt_status status =
+        tt_gradcheck(loss, context, tensors, n_tensors, NULL, &result, &err);
+    ck_assert_msg(status == TT_OK, "%s: tt_gradcheck returned %s: %s", what,
+                  tt_status_str(status), err.message);
+    ck_assert_msg(result.verdict == TT_GRADCHECK_PASSED, "%s: %s", what, result.summary);
+    ck_assert_msg(result.n_compared == n_entries, "%s: %zu entries compared, want %zu", what,
+                  result.n_compared, n_entries);
+}
+
 TCase *add_test_case(Suite *suite, const char *name)
 {
     TCase *test_case = tcase_create(name);

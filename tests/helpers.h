@@ -152,6 +152,12 @@ void copy_to_double(double *out, const tt_real *in, size_t count);
 /* Fills labels[0 .. count) with uniform class indices in [0, n_classes). */
 void fill_labels(int32_t *labels, size_t count, size_t n_classes, tt_rng *rng);
 
+/* Runs tt_gradcheck with its default options and fails, naming `what`,
+ * unless it passes with exactly n_entries entries compared, so that none
+ * was left out at a kink. */
+void assert_gradcheck_passes(const char *what, tt_loss_function loss, void *context,
+                             tt_tensor *const tensors[], size_t n_tensors, size_t n_entries);
+
 /* ---- Running a suite -------------------------------------------------------- */
 
 /* Per-test time limit in seconds when Check forks each test. It is generous

@@ -224,22 +224,6 @@ static tt_activation *new_activation_or_fail(const tt_activation_def *def)
     return activation;
 }
 
-/* Runs tt_gradcheck and fails unless it passes with n_entries compared. */
-static void assert_gradcheck_passes(const char *what, tt_loss_function loss, void *context,
-                                    tt_tensor *const tensors[], size_t n_tensors,
-                                    size_t n_entries)
-{
-    tt_gradcheck_result result;
-    tt_error err = {TT_OK, ""};
-    const tt_status status =
-        tt_gradcheck(loss, context, tensors, n_tensors, NULL, &result, &err);
-    ck_assert_msg(status == TT_OK, "%s: tt_gradcheck returned %s: %s", what,
-                  tt_status_str(status), err.message);
-    ck_assert_msg(result.verdict == TT_GRADCHECK_PASSED, "%s: %s", what, result.summary);
-    ck_assert_msg(result.n_compared == n_entries, "%s: %zu entries compared, want %zu", what,
-                  result.n_compared, n_entries);
-}
-
 /* Loss = Σ_j y_j as u·y·v with u and v of ones, so that dL/dy is 1
  * everywhere. */
 static tt_tensor *sum_of(tt_tape *tape, tt_tensor *y, tt_tensor *ones_row, tt_tensor *ones_col)

@@ -26,23 +26,6 @@ static double reference_sigmoid(double x)
     return x >= 0 ? 1 / (1 + exp(-x)) : exp(x) / (1 + exp(x));
 }
 
-/* Runs tt_gradcheck on `loss` for the listed tensors and fails unless it
- * passes with every entry compared and none at a kink. */
-static void assert_gradcheck_passes(const char *what, tt_loss_function loss, void *context,
-                                    tt_tensor *const tensors[], size_t n_tensors,
-                                    size_t n_entries)
-{
-    tt_gradcheck_result result;
-    tt_error err = {TT_OK, ""};
-    const tt_status status =
-        tt_gradcheck(loss, context, tensors, n_tensors, NULL, &result, &err);
-    ck_assert_msg(status == TT_OK, "%s: tt_gradcheck returned %s: %s", what,
-                  tt_status_str(status), err.message);
-    ck_assert_msg(result.verdict == TT_GRADCHECK_PASSED, "%s: %s", what, result.summary);
-    ck_assert_msg(result.n_compared == n_entries, "%s: %zu entries compared, want %zu", what,
-                  result.n_compared, n_entries);
-}
-
 /* ---- bce_with_logits: values -------------------------------------------------- */
 
 /* Records the loss of one logit z with label y, runs backward and checks
