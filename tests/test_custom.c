@@ -1,8 +1,8 @@
 /* User-defined activations and ops: values worked by hand, tt_gradcheck,
  * declared kinks, gradients into tape tensors, and every error path. The
  * two code blocks marked "README" are the README's examples, word for word
- * (tests/check_readme_code.sh compares them), so the README's code
- * compiles and runs here. */
+ * (a test at the end of this file compares them with the README), so the
+ * README's code compiles and runs here. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
