@@ -244,6 +244,25 @@ static void fail_with_callback_status(tt_tape *tape, const tt_custom_op *op,
                      op->name, callback, (int)status);
 }
 
+/* Runs the forward or backward callback (`phase` names it in messages) and
+ * turns a failure into the tape's error. A callback that records ops on
+ * the tape also fails, and its records are dropped. */
+static void run_callback(tt_tape *tape, const tt_custom_op *op, const char *phase,
+                         tt_custom_fn callback, tt_custom_context *context)
+{
+    const size_t length = tape->length;
+    const tt_status status = callback(context, op->user);
+    if (tape->length != length) {
+        tape->length = length;
+        tt_tape_fail(tape, TT_ERR_STATE,
+                     "%s: the %s callback recorded ops on the tape; a callback must "
+                     "compute with the tensors' data only",
+                     op->name, phase);
+    }
+    if (status != TT_OK)
+        fail_with_callback_status(tape, op, phase, status);
+}
+
 /* Runs the backward callback unless no input needs a gradient, and turns
  * its failure into the tape's error, which stops the backward pass. */
 static void custom_backward(const tt_record *record)
@@ -259,17 +278,7 @@ static void custom_backward(const tt_record *record)
     const custom_saved *saved = record->saved;
     tt_custom_context context = {tape, op, PHASE_BACKWARD, record->inputs, record->output,
                                  saved->bytes};
-    const size_t length = tape->length;
-    const tt_status status = op->backward(&context, op->user);
-    if (tape->length != length) {
-        tape->length = length;
-        tt_tape_fail(tape, TT_ERR_STATE,
-                     "%s: the backward callback recorded ops on the tape; a callback must "
-                     "compute with the tensors' data only",
-                     op->name);
-    }
-    if (status != TT_OK)
-        fail_with_callback_status(tape, op, "backward", status);
+    run_callback(tape, op, "backward", op->backward, &context);
 }
 
 /* Hands the user's kink test a read-only context for each record. */
@@ -319,19 +328,8 @@ tt_tensor *tt_custom_op_apply(tt_tape *tape, const tt_custom_op *op, tt_tensor *
     if (saved == NULL)
         return NULL;
     tt_custom_context context = {tape, op, PHASE_FORWARD, inputs, NULL, NULL};
-    const size_t length = tape->length;
-    const tt_status status = op->forward(&context, op->user);
-
-    if (tape->length != length) {
-        tape->length = length;
-        tt_tape_fail(tape, TT_ERR_STATE,
-                     "%s: the forward callback recorded ops on the tape; a callback must "
-                     "compute with the tensors' data only",
-                     op->name);
-    }
-    if (status != TT_OK)
-        fail_with_callback_status(tape, op, "forward", status);
-    else if (context.output == NULL)
+    run_callback(tape, op, "forward", op->forward, &context);
+    if (tt_tape_status(tape) == TT_OK && context.output == NULL)
         tt_tape_fail(tape, TT_ERR_STATE,
                      "%s: the forward callback returned TT_OK without creating an output; "
                      "it must call tt_custom_new_output",
