@@ -594,8 +594,8 @@ typedef tt_status (*tt_custom_fn)(tt_custom_context *context, void *user);
 
 /* Optional kink test of a user-defined op, for tt_gradcheck. It receives
  * two runs of the op, `base` and `moved`, whose inputs have the same
- * shapes, and returns whether some input element lies on different sides
- * of a point where the op has no derivative (as ReLU at 0) in the two.
+ * shapes. It returns whether some input element lies on different sides,
+ * in the two runs, of a point where the op has no derivative (as ReLU at 0).
  * tt_custom_input, tt_custom_output and tt_custom_saved read each run.
  * The checker then excludes the difference, as it does at ReLU's kink. */
 typedef bool (*tt_custom_kink_fn)(const tt_custom_context *base, const tt_custom_context *moved,
@@ -1040,8 +1040,8 @@ typedef bool (*tt_file_writer)(FILE *stream, void *context);
 
 /* Replaces `path` atomically with what `writer` writes. The contents go to
  * a new file PATH.tmp-PID-XXXXXXXX beside it (PID is the process id, X
- * random hex digits), which is flushed, synced to disk and renamed over
- * `path`; then the directory is synced. Readers therefore find either the
+ * random hex digits). That file is flushed, synced to disk and renamed
+ * over `path`, and then the directory is synced. Readers therefore find either the
  * old file or the complete new one. On failure the temporary file is
  * removed and `path` is left as it was. A process killed during the write
  * can leave the temporary file behind, but never a damaged `path`.
@@ -1089,8 +1089,8 @@ typedef struct tt_metadata_item {
 } tt_metadata_item;
 
 /* Saves tensors[0 .. n_tensors) and the metadata to `path`, atomically,
- * with tt_file_write_atomic: readers find either the old file or the
- * complete new one, an existing file keeps its permission bits, and a
+ * with tt_file_write_atomic. Readers find either the old file or the
+ * complete new one, and an existing file keeps its permission bits. A
  * `path` that is a symbolic link or not a regular file is rejected.
  * Data are written as F32 in a float build and F64 in a double build, in
  * the order given, each tensor with the shape [rows, cols]. Metadata may be
@@ -1124,11 +1124,11 @@ typedef struct tt_safetensors_entry {
 /* Reads and checks the whole file at `path`. Returns an object to close
  * with tt_safetensors_close(), or NULL with `err` filled. The status is
  * TT_ERR_ARG for a NULL path, TT_ERR_IO if the file cannot be read or is
- * not a regular file (the file is opened with O_NONBLOCK, so a FIFO is
- * rejected at once instead of waiting for a writer), and
+ * not a regular file, and
  * TT_ERR_NOMEM if memory runs out. It is TT_ERR_FORMAT for anything that
  * the README's "File formats" rejects, with a message that names the file,
- * the tensor and the byte offset.
+ * the tensor and the byte offset. The file is opened with O_NONBLOCK, so
+ * a FIFO is rejected at once instead of waiting for a writer.
  * LIMITATION: the whole file is read into memory, so opening needs as much
  * memory as the file is large. */
 TT_API tt_safetensors *tt_safetensors_open(const char *path, tt_error *err);

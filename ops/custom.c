@@ -205,7 +205,7 @@ typedef struct custom_saved {
     void *bytes;
 } custom_saved;
 
-/* Where a context is used: in forward, in backward, or in a kink test of
+/* The phase a context belongs to: forward, backward, or a kink test of
  * tt_gradcheck, which only reads. */
 enum custom_phase { PHASE_FORWARD, PHASE_BACKWARD, PHASE_KINK_TEST };
 

@@ -188,8 +188,8 @@ tt_status tt_file_write_atomic(const char *path, tt_file_writer writer, void *co
         return status;
     }
 
-    /* Each step runs only if the ones before it succeeded; errno then
-     * holds the reason of the first failure. */
+    /* Each step runs only if the ones before it succeeded, so errno then
+     * contains the reason of the first failure. */
     const char *step = "set the permissions of";
     bool ok = !existing || fchmod(fd, mode & PERMISSION_BITS) == 0;
     FILE *stream = NULL;

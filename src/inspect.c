@@ -7,7 +7,8 @@
 
 #include "internal.h"
 
-/* Longest name shown in the table; a longer one is cut and ends in "...". */
+/* Maximum length of a name shown in the table. A longer one is cut and ends
+ * in "...". */
 #define PRINT_NAME_MAX 24
 
 /* Summary of a tensor's values or gradient. */

@@ -675,8 +675,12 @@ static const tt_safetensors_entry *check_readable(const tt_safetensors *file, co
                                                   const tt_tensor *dest, tt_error *err)
 {
     if (file == NULL || name == NULL || dest == NULL) {
-        tt_error_set(err, TT_ERR_ARG, "tt_safetensors_read: %s is NULL",
-                     file == NULL ? "file" : name == NULL ? "name" : "dest");
+        const char *missing = "dest";
+        if (file == NULL)
+            missing = "file";
+        else if (name == NULL)
+            missing = "name";
+        tt_error_set(err, TT_ERR_ARG, "tt_safetensors_read: %s is NULL", missing);
         return NULL;
     }
     const tt_safetensors_entry *entry = tt_safetensors_find(file, name);

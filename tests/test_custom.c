@@ -381,7 +381,11 @@ END_TEST
  * x = −1. */
 static tt_real clip(tt_real x)
 {
-    return x < -1 ? -1 : x > 1 ? 1 : x;
+    if (x < -1)
+        return -1;
+    if (x > 1)
+        return 1;
+    return x;
 }
 
 static tt_real clip_slope(tt_real x)

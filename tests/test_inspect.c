@@ -310,7 +310,7 @@ END_TEST
 START_TEST(leaf_hook_lasts_across_resets_until_removed)
 {
     /* Two passes on two recordings of the same tape without zero_grad: the
-     * hook sees the accumulated gradient, [3 0] and then [6 0]. After it is
+     * hook receives the accumulated gradient, [3 0] and then [6 0]. After it is
      * removed, a third pass calls nothing. */
     small_tape s = new_small_tape();
     hook_log log = new_hook_log();

@@ -411,10 +411,10 @@ fail:
 }
 #endif
 
-/* Parses the `size` bytes at `bytes` into `array`. When `owned` is not NULL
- * it is the buffer that contains `bytes`, which this function takes over and
- * reuses for the elements; otherwise the elements are copied. `whole` is as
- * for check_file. */
+/* Parses the `size` bytes at `bytes` into `array`. When `owned` is not NULL,
+ * it is the buffer that contains `bytes`, and this function takes it over
+ * and reuses it for the elements. Otherwise the elements are copied.
+ * `whole` is as for check_file. */
 static bool parse_bytes(idx_array *array, idx_kind kind, const uint8_t *bytes, size_t size,
                         uint8_t *owned, bool whole, const char *name, message_buffer *out)
 {

@@ -103,10 +103,11 @@ bool idx_dataset_parse(idx_dataset *dataset, const uint8_t *image_bytes, size_t 
  * the directory `dir` into `dataset`, with the checks of idx_dataset_parse().
  * For each file it opens DIR/NAME if that exists and DIR/NAME.gz otherwise.
  *
- * Each path must be a regular file or a pipe (a FIFO made with mkfifo); a
- * directory, device or socket is rejected. A pipe is read only up to the size its header declares plus
- * one byte, so a writer that sends more is reported without buffering the
- * rest, and gzip data from a pipe is limited to 1 GiB. Opening never waits
+ * Each path must be a regular file or a pipe (a FIFO made with mkfifo). A
+ * directory, device or socket is rejected. A pipe is read only up to the
+ * size its header declares plus one byte, so a writer that sends more is
+ * reported without buffering the rest, and gzip data from a pipe is
+ * limited to 1 GiB. Opening never waits
  * for a writer: a FIFO that no process has open for writing at that moment
  * reads as empty and is rejected as an empty file.
  *

@@ -1003,9 +1003,9 @@ static bool save_model(const char *path, const model *net, const size_t *widths)
 }
 
 /* Checks before training that --save and --plot can be written later, so
- * that a bad path does not lose the run: the directory exists and takes a
- * temporary file, and the path is not a symbolic link, directory, FIFO or
- * device. Returns false after printing the error. */
+ * that a bad path does not lose the run. Each directory must exist and take
+ * a temporary file, and each path must not be a symbolic link, directory,
+ * FIFO or device. Returns false after printing the error. */
 static bool check_output_paths(const options *opts)
 {
     const char *paths[] = {opts->save_path, opts->plot_path};

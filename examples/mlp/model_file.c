@@ -26,7 +26,7 @@
 /* Room for "w" or "b" and a size_t in decimal. */
 #define PARAMETER_NAME_MAX 32
 
-/* Longest widths text that model_file_save writes: 20 digits and a comma
+/* Maximum length of the widths text that model_file_save writes: 20 digits and a comma
  * per width. */
 #define WIDTH_TEXT_MAX 21
 

@@ -17,7 +17,7 @@
 
 #include "tensortape.h"
 
-/* Longest activation name that model_file_architecture accepts. */
+/* Maximum length of an activation name that model_file_architecture accepts. */
 #define MODEL_FILE_ACTIVATION_MAX 32
 
 /* The C type of tt_real in this build, for messages about the range of a

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-/* Least time between two redraws of the bar: often enough to look live,
+/* Minimum time between two redraws of the bar: often enough to look live,
  * rare enough that drawing costs nothing next to training. */
 #define PROGRESS_REDRAW_SECONDS 0.2
 

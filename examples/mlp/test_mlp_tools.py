@@ -425,8 +425,8 @@ def check_log_and_plot(mlp, data, directory):
 
 def check_output_paths(mlp, data, directory):
     """A --save or --plot path that cannot be written is rejected before
-    training, naming the path; special files are left as they were, and a
-    replaced chart keeps its permission bits."""
+    training, with a message naming the path. Special files are left as they
+    were, and a replaced chart keeps its permission bits."""
     outputs = os.path.join(directory, "outputs")
     os.mkdir(outputs)
     fifo = os.path.join(outputs, "fifo")
