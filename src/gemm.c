@@ -491,7 +491,7 @@ typedef struct gemm_job {
 
 /* Computes part `part` of the job's C: a contiguous range of whole tiles
  * along the split dimension, with its own scratch. */
-static void gemm_part(void *context, size_t part)
+static void gemm_part(void *context, size_t part, size_t thread)
 {
     const gemm_job *job = context;
     const size_t tile = job->split_rows ? job->kernel->mr : job->kernel->nr;
@@ -503,7 +503,7 @@ static void gemm_part(void *context, size_t part)
     if (first >= last)
         return;
 
-    tt_real *scratch = job->scratch + part * job->stride;
+    tt_real *scratch = job->scratch + thread * job->stride;
     if (job->split_rows) {
         const tt_real *a = job->a + (job->transpose_a ? first : first * job->lda);
         tt_gemm_run(job->kernel, scratch, job->transpose_a, job->transpose_b, last - first, job->n,

@@ -95,8 +95,9 @@ bool tt_shape_size(size_t rows, size_t cols, size_t element_size, size_t *size);
 
 typedef struct tt_pool tt_pool;
 
-/* One task of a parallel loop: fn(context, task) for task in [0, n_tasks). */
-typedef void (*tt_pool_task_fn)(void *context, size_t task);
+/* One task of a parallel loop: fn(context, task, thread) for task in
+ * [0, n_tasks), run by thread `thread` in [0, n_threads). */
+typedef void (*tt_pool_task_fn)(void *context, size_t task, size_t thread);
 
 /* Starts a pool of n_threads - 1 workers; the thread that calls
  * tt_pool_run is the n-th. Returns NULL if n_threads is 0 or if memory or
@@ -109,8 +110,10 @@ void tt_pool_free(tt_pool *pool);
 /* Number of threads including the caller; 1 for a NULL pool. */
 size_t tt_pool_threads(const tt_pool *pool);
 
-/* Runs every task and returns when all are done. Task t runs on thread
- * t mod n_threads, in increasing order on each thread. */
+/* Runs every task once and returns when all are done. Threads claim the
+ * tasks in increasing order as they become free, so which thread runs a
+ * task depends on timing: a task must give the same bits on any thread,
+ * using `thread` only to pick per-thread scratch space. */
 void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context);
 
 /* Minimum number of elements that an elementwise pass gives one thread.

@@ -1,16 +1,41 @@
 /* A persistent pool of worker threads for data-parallel loops.
  *
- * tt_pool_run(pool, n_tasks, fn, context) calls fn(context, task) once for
- * every task in [0, n_tasks), spread over the caller and the workers, and
- * returns when all have finished. Task t always goes to thread t mod
- * n_threads, so which thread computes what depends only on the thread
- * count, and since every task writes its own disjoint part of the output,
- * results do not depend on it at all. Workers sleep on a condition
- * variable between runs; nothing spins. */
+ * tt_pool_run(pool, n_tasks, fn, context) calls fn(context, task, thread)
+ * once for every task in [0, n_tasks), spread over the caller (thread 0)
+ * and the workers, and returns when all have finished. Threads claim tasks
+ * one at a time, in increasing order, from a shared counter, so a thread
+ * that starts late, such as a worker still waking up, takes fewer tasks
+ * instead of holding up the run. Which thread runs a task depends on
+ * timing, so a task must compute the same bits on any thread: each task
+ * writes its own disjoint part of the output, and `thread` only selects
+ * per-thread scratch space.
+ *
+ * Between runs, a worker first polls for the next run for a short while,
+ * yielding the processor at each poll, and then sleeps on a condition
+ * variable. The caller waits for the workers' last tasks the same way. A
+ * training step starts runs back to back, so polling saves the wake-up
+ * of a sleeping thread, which costs 15 to 30 µs on a virtual machine. A
+ * thread stops polling as soon as a yield takes long, since that means
+ * another thread was waiting for the processor: with more threads than
+ * processors, polling would only delay the thread that has work. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "internal.h"
+
+/* How long a thread polls before it sleeps: a worker waiting for the next
+ * run, or the caller waiting for the workers' last tasks. On a 2-core
+ * Zen 3 virtual machine, polling made two-thread training about 5 %
+ * faster, whether for 20 or 50 µs. */
+#define POLL_NANOSECONDS 50000
+
+/* A yield that returns later than this ran another thread meanwhile. An
+ * uncontended yield returns within about a microsecond. */
+#define CONTENDED_YIELD_NANOSECONDS 10000
 
 typedef struct worker {
     pthread_t thread;
@@ -29,46 +54,104 @@ struct tt_pool {
     pthread_cond_t work_ready;
     pthread_cond_t work_done;
 
-    /* The current run, guarded by `lock`. */
-    uint64_t generation; /* incremented for each run, so workers see new work */
+    /* The current run. `run` counts runs, and the caller writes n_tasks,
+     * fn and context under `lock` before it advances `run`. */
+    _Atomic uint32_t run;
     size_t n_tasks;
     tt_pool_task_fn fn;
     void *context;
-    size_t pending; /* workers that have not finished the current run */
-    bool stopping;
+    /* The run's number in the high 32 bits and its next unclaimed task in
+     * the low 32 bits, so that a worker that read an earlier run's fields
+     * can never claim a task of a later run. */
+    _Atomic uint64_t claim;
+    _Atomic size_t finished; /* tasks of the current run that have finished */
+    bool stopping;           /* guarded by `lock` */
 };
 
-static void run_share(tt_pool *pool, size_t thread, size_t n_tasks, tt_pool_task_fn fn,
-                      void *context)
+static uint64_t now_nanoseconds(void)
 {
-    for (size_t task = thread; task < n_tasks; task += pool->n_threads)
-        fn(context, task);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+/* Claims the next task of run `run`, which has `n_tasks` tasks. Returns
+ * false when that run has no task left or is over. */
+static bool claim_task(tt_pool *pool, uint32_t run, size_t n_tasks, size_t *task)
+{
+    uint64_t word = atomic_load(&pool->claim);
+    for (;;) {
+        const size_t next = (size_t)(word & UINT32_MAX);
+        if ((uint32_t)(word >> 32) != run || next >= n_tasks)
+            return false;
+        if (atomic_compare_exchange_weak(&pool->claim, &word, word + 1)) {
+            *task = next;
+            return true;
+        }
+    }
+}
+
+/* Runs tasks of run `run` until none is left; returns how many it ran. */
+static size_t run_tasks(tt_pool *pool, uint32_t run, size_t n_tasks, tt_pool_task_fn fn,
+                        void *context, size_t thread)
+{
+    size_t done = 0;
+    size_t task;
+    while (claim_task(pool, run, n_tasks, &task)) {
+        fn(context, task, thread);
+        done++;
+    }
+    return done;
+}
+
+/* Yields the processor once during a poll that began at `start`; `last`
+ * is when the previous yield returned. Returns false when the poll should
+ * end: its time is over, or the yield ran another thread. */
+static bool keep_polling(uint64_t start, uint64_t *last)
+{
+    sched_yield();
+    const uint64_t now = now_nanoseconds();
+    const bool contended = now - *last > CONTENDED_YIELD_NANOSECONDS;
+    *last = now;
+    return !contended && now - start <= POLL_NANOSECONDS;
+}
+
+/* Polls until the pool's run differs from `seen` or polling ends. */
+static void poll_for_run(tt_pool *pool, uint32_t seen)
+{
+    const uint64_t start = now_nanoseconds();
+    uint64_t last = start;
+    while (atomic_load(&pool->run) == seen && keep_polling(start, &last))
+        continue;
 }
 
 static void *worker_main(void *argument)
 {
     const worker *self = argument;
     tt_pool *pool = self->pool;
-    const size_t index = self->index;
 
-    uint64_t seen = 0;
-    pthread_mutex_lock(&pool->lock);
+    uint32_t seen = 0;
     for (;;) {
-        while (!pool->stopping && pool->generation == seen)
+        poll_for_run(pool, seen);
+        pthread_mutex_lock(&pool->lock);
+        while (!pool->stopping && atomic_load(&pool->run) == seen)
             pthread_cond_wait(&pool->work_ready, &pool->lock);
         if (pool->stopping)
             break;
-        seen = pool->generation;
+        seen = atomic_load(&pool->run);
         const size_t n_tasks = pool->n_tasks;
         tt_pool_task_fn fn = pool->fn;
         void *context = pool->context;
         pthread_mutex_unlock(&pool->lock);
 
-        run_share(pool, index, n_tasks, fn, context);
-
-        pthread_mutex_lock(&pool->lock);
-        if (--pool->pending == 0)
+        const size_t done = run_tasks(pool, seen, n_tasks, fn, context, self->index);
+        /* The thread that finishes the run's last task wakes the caller,
+         * which may be asleep waiting for it. */
+        if (done > 0 && atomic_fetch_add(&pool->finished, done) + done == n_tasks) {
+            pthread_mutex_lock(&pool->lock);
             pthread_cond_signal(&pool->work_done);
+            pthread_mutex_unlock(&pool->lock);
+        }
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;
@@ -82,6 +165,9 @@ tt_pool *tt_pool_new(size_t n_threads)
     if (pool == NULL)
         return NULL;
     pool->n_threads = n_threads;
+    atomic_init(&pool->run, 0);
+    atomic_init(&pool->claim, 0);
+    atomic_init(&pool->finished, 0);
     if (n_threads == 1)
         return pool;
 
@@ -134,25 +220,34 @@ size_t tt_pool_threads(const tt_pool *pool)
 
 void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context)
 {
-    if (pool == NULL || pool->n_threads == 1 || n_tasks <= 1) {
+    if (pool == NULL || pool->n_threads == 1 || n_tasks <= 1 || n_tasks > UINT32_MAX) {
         for (size_t task = 0; task < n_tasks; task++)
-            fn(context, task);
+            fn(context, task, 0);
         return;
     }
 
     pthread_mutex_lock(&pool->lock);
-    pool->generation++;
+    const uint32_t run = atomic_load(&pool->run) + 1;
     pool->n_tasks = n_tasks;
     pool->fn = fn;
     pool->context = context;
-    pool->pending = pool->n_threads - 1;
+    atomic_store(&pool->finished, 0);
+    atomic_store(&pool->claim, (uint64_t)run << 32);
+    atomic_store(&pool->run, run);
     pthread_cond_broadcast(&pool->work_ready);
     pthread_mutex_unlock(&pool->lock);
 
-    run_share(pool, 0, n_tasks, fn, context);
+    const size_t done = run_tasks(pool, run, n_tasks, fn, context, 0);
+    if (atomic_fetch_add(&pool->finished, done) + done == n_tasks)
+        return;
 
+    /* Workers are running the last tasks: poll for them, then sleep. */
+    const uint64_t start = now_nanoseconds();
+    uint64_t last = start;
+    while (atomic_load(&pool->finished) < n_tasks && keep_polling(start, &last))
+        continue;
     pthread_mutex_lock(&pool->lock);
-    while (pool->pending > 0)
+    while (atomic_load(&pool->finished) < n_tasks)
         pthread_cond_wait(&pool->work_done, &pool->lock);
     pthread_mutex_unlock(&pool->lock);
 }
@@ -165,8 +260,9 @@ typedef struct range_job {
     void *context;
 } range_job;
 
-static void run_range(void *context, size_t part)
+static void run_range(void *context, size_t part, size_t thread)
 {
+    (void)thread;
     const range_job *job = context;
     const size_t begin = part * job->count / job->parts;
     const size_t end = (part + 1) * job->count / job->parts;

@@ -8,6 +8,7 @@
  * tt_real. The tests allow twice that, plus the same bound for the value
  * already in C when accumulating. A missing, repeated or misplaced term
  * breaks the bound by far, since it is off by a whole product. */
+#include <stdatomic.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,48 @@ START_TEST(pool_ranges_cover_each_index_once)
 }
 END_TEST
 
+/* What the tasks of one tt_pool_run saw. */
+typedef struct task_record {
+    size_t n_threads;
+    _Atomic unsigned runs[64];    /* times each task ran */
+    _Atomic unsigned bad_threads; /* tasks told a thread outside [0, n_threads) */
+} task_record;
+
+static void record_task(void *context, size_t task, size_t thread)
+{
+    task_record *record = context;
+    atomic_fetch_add(&record->runs[task], 1);
+    if (thread >= record->n_threads)
+        atomic_fetch_add(&record->bad_threads, 1);
+}
+
+/* Threads claim tasks as they come free, and a worker may still be waking
+ * from one run when the caller starts the next: over many runs back to
+ * back, each task must still run exactly once, in its own run only. */
+START_TEST(pool_runs_each_task_once_in_runs_back_to_back)
+{
+    const size_t thread_counts[] = {2, 3};
+    for (size_t t = 0; t < sizeof thread_counts / sizeof thread_counts[0]; t++) {
+        tt_pool *pool = tt_pool_new(thread_counts[t]);
+        ck_assert_ptr_nonnull(pool);
+        for (size_t run = 0; run < 5000; run++) {
+            const size_t n_tasks = 1 + run % 64;
+            task_record record = {.n_threads = thread_counts[t]};
+            tt_pool_run(pool, n_tasks, record_task, &record);
+            for (size_t task = 0; task < 64; task++) {
+                const unsigned want = task < n_tasks ? 1u : 0u;
+                ck_assert_msg(atomic_load(&record.runs[task]) == want,
+                              "%zu threads, run %zu of %zu tasks: task %zu ran %u times",
+                              thread_counts[t], run, n_tasks, task,
+                              atomic_load(&record.runs[task]));
+            }
+            ck_assert_uint_eq(atomic_load(&record.bad_threads), 0);
+        }
+        tt_pool_free(pool);
+    }
+}
+END_TEST
+
 /* The ranges that tt_pool_run_ranges is expected to make: their starts,
  * and the ends that the calls report. */
 typedef struct range_split {
@@ -389,6 +432,7 @@ static Suite *gemm_suite(void)
     tcase_add_loop_test(reference, gemm_scratch_covers_every_slice, 0, count);
     tcase_add_test(reference, gemm_best_kernel_is_supported);
     TCase *pool = add_test_case(suite, "pool");
+    tcase_add_test(pool, pool_runs_each_task_once_in_runs_back_to_back);
     tcase_add_test(pool, pool_ranges_cover_each_index_once);
     tcase_add_test(pool, pool_ranges_respect_min_range);
     return suite;
