@@ -182,7 +182,11 @@ TT_API void tt_tensor_free(tt_tensor *tensor);
 TT_API tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);
 
 /* Sets every gradient entry to zero. Does nothing for NULL or a tensor
- * without a gradient. */
+ * without a gradient. For a caller-owned tensor it writes nothing: it marks
+ * the gradient as zero, the next backward pass overwrites it instead of
+ * adding to it, and tt_tensor_grad() writes the zeros if it is called
+ * first. So read the values through a pointer taken after the call: one
+ * taken before it still shows the old values until then. */
 TT_API void tt_tensor_zero_grad(tt_tensor *tensor);
 
 /* Shape and name. A tape tensor without a name of its own is shown in
@@ -916,10 +920,10 @@ TT_API tt_optimizer *tt_optimizer_new(tt_tensor *const params[], size_t n_params
 TT_API void tt_optimizer_free(tt_optimizer *optimizer);
 
 /* Takes one step: updates every parameter from its gradient by the rule of
- * the optimizer's kind, then sets the gradient to zero in the same pass over
- * memory, ready for the next backward pass. So unlike PyTorch's step(), it
- * needs no separate zero_grad between steps; read the gradients before the
- * step if you need them. Allocates nothing. Returns TT_ERR_ARG for NULL.
+ * the optimizer's kind, then sets the gradient to zero as
+ * tt_tensor_zero_grad() does, ready for the next backward pass. So unlike
+ * PyTorch's step(), it needs no separate zero_grad between steps; read the
+ * gradients before the step if you need them. Allocates nothing. Returns TT_ERR_ARG for NULL.
  * NaN and infinite gradients are not checked for: they propagate into the
  * parameters as in PyTorch (anomaly mode catches them in backward). */
 TT_API tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err);

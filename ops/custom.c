@@ -469,12 +469,8 @@ tt_real *tt_custom_input_grad(tt_custom_context *context, size_t index)
     if (context == NULL || context->phase != PHASE_BACKWARD ||
         index >= context->op->op.n_inputs)
         return NULL;
-    tt_tensor *input = context->inputs[index];
-    if (input->grad == NULL)
-        return NULL;
-    if (!tt_grad_accumulates(input))
-        memset(input->grad, 0, tt_tensor_size(input) * sizeof(tt_real));
-    return input->grad;
+    /* A pending gradient is zeroed here, so the callback can always add. */
+    return tt_grad_values(context->inputs[index]);
 }
 
 void tt_custom_fail(tt_custom_context *context, tt_status status, const char *format, ...)

@@ -50,11 +50,11 @@ bool tt_anomaly_check_gradients(tt_tape *tape, const tt_record *record)
 {
     const tt_tensor *out = record->output;
     for (size_t i = 0; i < record->op->n_inputs; i++) {
-        const tt_tensor *x = record->inputs[i];
+        tt_tensor *x = record->inputs[i];
         if (x->grad == NULL || (i > 0 && x == record->inputs[0]))
             continue;
         const size_t size = tt_tensor_size(x);
-        const size_t bad = first_non_finite(x->grad, size);
+        const size_t bad = first_non_finite(tt_grad_values(x), size);
         if (bad == size)
             continue;
         char role[32];

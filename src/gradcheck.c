@@ -228,7 +228,7 @@ static bool save_gradient(checker *c, tt_tensor *tensor, size_t capacity)
     tt_real *copy = malloc(bytes);
     if (copy == NULL)
         return false;
-    memcpy(copy, tensor->grad, bytes);
+    memcpy(copy, tt_grad_values(tensor), bytes);
     c->saved[c->n_saved].tensor = tensor;
     c->saved[c->n_saved].copy = copy;
     c->n_saved++;
@@ -259,9 +259,11 @@ static bool save_gradients(checker *c)
 
 static void restore_gradients(checker *c)
 {
-    for (size_t s = 0; s < c->n_saved; s++)
-        memcpy(c->saved[s].tensor->grad, c->saved[s].copy,
-               tt_tensor_size(c->saved[s].tensor) * sizeof(tt_real));
+    for (size_t s = 0; s < c->n_saved; s++) {
+        tt_tensor *tensor = c->saved[s].tensor;
+        memcpy(tensor->grad, c->saved[s].copy, tt_tensor_size(tensor) * sizeof(tt_real));
+        tensor->grad_pending = false;
+    }
 }
 
 /* Runs backward on the unmoved run into zeroed gradients and copies the
@@ -281,7 +283,7 @@ static tt_status compute_analytic(checker *c, tt_tensor *loss)
         }
     }
     for (size_t t = 0; t < c->n_tensors; t++)
-        memcpy(c->checked[t].analytic, c->tensors[t]->grad,
+        memcpy(c->checked[t].analytic, tt_grad_values(c->tensors[t]),
                tt_tensor_size(c->tensors[t]) * sizeof(tt_real));
     return TT_OK;
 }

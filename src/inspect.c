@@ -160,7 +160,7 @@ tt_status tt_tape_print(const tt_tape *tape, FILE *out)
     for (size_t position = 0; position < tape->length; position++) {
         const tt_record *record = &tape->records[position];
         for (size_t i = 0; i < record->op->n_inputs; i++) {
-            const tt_tensor *t = record->inputs[i];
+            tt_tensor *t = record->inputs[i];
             if (!is_parameter(t) || (i > 0 && t == record->inputs[0]) ||
                 read_earlier(tape, t, position))
                 continue;
@@ -172,7 +172,7 @@ tt_status tt_tape_print(const tt_tape *tape, FILE *out)
             name_and_shape(t, text);
             fprintf(out, "%4s  %s\n", "", text);
             print_stats(out, "value", t->data, tt_tensor_size(t));
-            print_stats(out, "grad", t->grad, tt_tensor_size(t));
+            print_stats(out, "grad", tt_grad_values(t), tt_tensor_size(t));
         }
     }
     return TT_OK;

@@ -54,8 +54,9 @@ struct tt_tensor {
     tt_real *data;
     tt_real *grad;       /* NULL while the tensor has no gradient */
     bool requires_grad;  /* a backward pass computes a gradient for it */
-    bool grad_pending;   /* in backward: grad holds no value yet, so the first
-                          * contribution overwrites it (see tt_grad_accumulates) */
+    bool grad_pending;   /* grad holds no value yet: it reads as zero, and the
+                          * first contribution overwrites it (see
+                          * tt_grad_accumulates and tt_grad_values) */
     char *name;          /* NULL if unnamed */
     tt_tape *tape;       /* owning tape, NULL for a caller-owned tensor */
     const struct tt_op *producer; /* op that computed it, NULL for inputs */
@@ -74,14 +75,20 @@ static inline size_t tt_tensor_size(const tt_tensor *t) { return t->rows * t->co
 /* Returns whether an op's backward step must add its contribution to t's
  * gradient (true) or may overwrite it (false), and marks the gradient as
  * holding a value. A tape tensor's gradient is pending at the start of a
- * backward pass, so its first contribution overwrites it and no pass has
- * to zero it first. A caller-owned tensor's gradient always accumulates. */
+ * backward pass, and a caller-owned tensor's after tt_tensor_zero_grad or
+ * an optimizer step, so the first contribution overwrites it and no pass
+ * has to write zeros first. */
 static inline bool tt_grad_accumulates(tt_tensor *t)
 {
     const bool accumulates = !t->grad_pending;
     t->grad_pending = false;
     return accumulates;
 }
+
+/* Returns t's gradient buffer for reading, first writing the zeros that a
+ * pending gradient stands for. Every reader of a caller-owned tensor's
+ * gradient outside an op's backward step goes through here. */
+tt_real *tt_grad_values(tt_tensor *t);
 
 /* Writes the tensor's display label: its name, "OP@POSITION" for an unnamed
  * op output, or `role` for an unnamed input. */
@@ -201,7 +208,10 @@ typedef struct tt_op {
     const char *name;
     size_t n_inputs;
     /* Adds the op's contribution to the gradients of the record's inputs
-     * that have one, given the gradient of its output. */
+     * that have one, given the gradient of its output. An input's
+     * gradient may be pending, holding stale values: ask
+     * tt_grad_accumulates whether to add or overwrite, or add into the
+     * buffer that tt_grad_values returns. */
     void (*backward)(const tt_record *record);
     /* Optional, NULL for an op that is differentiable everywhere. Returns
      * whether some input element lies on different sides of a point where

@@ -4,7 +4,9 @@
  * All state lives in one block allocated at creation: for each parameter in
  * order, its momentum buffer (SGD with momentum) or its first moment m and
  * then its second moment v (Adam, AdamW). A step walks the parameters once,
- * updating each element and zeroing its gradient in the same pass. */
+ * updating each element, and then marks each gradient as pending (read as
+ * zero, and overwritten by the next backward pass) instead of writing
+ * zeros. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,8 +236,8 @@ void tt_optimizer_free(tt_optimizer *optimizer)
 
 /* SGD on one parameter of `size` elements; `buf` is its momentum buffer,
  * NULL without momentum. */
-static void sgd_update(const tt_optimizer_options *o, bool first_step, tt_real *p, tt_real *g,
-                       tt_real *buf, size_t size)
+static void sgd_update(const tt_optimizer_options *o, bool first_step, tt_real *restrict p,
+                       const tt_real *restrict g, tt_real *restrict buf, size_t size)
 {
     const tt_real lr = (tt_real)o->learning_rate;
     const tt_real decay = (tt_real)o->weight_decay;
@@ -249,13 +251,13 @@ static void sgd_update(const tt_optimizer_options *o, bool first_step, tt_real *
             d = o->nesterov ? d + momentum * buf[i] : buf[i];
         }
         p[i] -= lr * d;
-        g[i] = 0;
     }
 }
 
 /* Adam or AdamW on one parameter of `size` elements with moments m and v. */
-static void adam_update(const tt_optimizer_options *o, uint64_t step, tt_real *p, tt_real *g,
-                        tt_real *m, tt_real *v, size_t size)
+static void adam_update(const tt_optimizer_options *o, uint64_t step, tt_real *restrict p,
+                        const tt_real *restrict g, tt_real *restrict m, tt_real *restrict v,
+                        size_t size)
 {
     /* Bias corrections in double, as PyTorch computes them in Python. */
     const double correction1 = 1.0 - pow(o->beta1, (double)step);
@@ -280,7 +282,6 @@ static void adam_update(const tt_optimizer_options *o, uint64_t step, tt_real *p
         v[i] = beta2 * v[i] + rest2 * d * d;
         const tt_real denominator = TT_SQRT(v[i]) / correction2_sqrt + eps;
         p[i] -= step_size * m[i] / denominator;
-        g[i] = 0;
     }
 }
 
@@ -298,12 +299,14 @@ tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err)
     for (size_t k = 0; k < optimizer->n_params; k++) {
         tt_tensor *param = optimizer->params[k];
         const size_t size = tt_tensor_size(param);
+        /* A gradient still pending from the last step reads as zeros. */
+        const tt_real *grad = tt_grad_values(param);
         if (o->kind == TT_OPTIMIZER_SGD) {
-            sgd_update(o, optimizer->steps == 1, param->data, param->grad, state, size);
+            sgd_update(o, optimizer->steps == 1, param->data, grad, state, size);
         } else {
-            adam_update(o, optimizer->steps, param->data, param->grad, state, state + size,
-                        size);
+            adam_update(o, optimizer->steps, param->data, grad, state, state + size, size);
         }
+        tt_tensor_zero_grad(param);
         if (state != NULL)
             state += optimizer->buffers_per_element * size;
     }

@@ -325,7 +325,7 @@ static void run_leaf_hooks(const tt_record *record, size_t position)
             continue;
         if (i > 0 && x == record->inputs[0])
             continue;
-        x->grad_hook(x, x->grad, x->grad_hook_context);
+        x->grad_hook(x, tt_grad_values(x), x->grad_hook_context);
     }
 }
 

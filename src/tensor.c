@@ -129,7 +129,24 @@ void tt_tensor_zero_grad(tt_tensor *tensor)
 {
     if (tensor == NULL || tensor->grad == NULL)
         return;
+    /* A caller-owned gradient is only marked as pending, so the next
+     * backward pass overwrites it instead of adding to zeros. If it is read
+     * first, tt_grad_values writes the zeros. A tape tensor's gradient is
+     * zeroed at once, because backward marks it pending by itself. */
+    if (tensor->tape == NULL) {
+        tensor->grad_pending = true;
+        return;
+    }
     memset(tensor->grad, 0, tt_tensor_size(tensor) * sizeof(tt_real));
+}
+
+tt_real *tt_grad_values(tt_tensor *t)
+{
+    if (t->grad != NULL && t->grad_pending) {
+        memset(t->grad, 0, tt_tensor_size(t) * sizeof(tt_real));
+        t->grad_pending = false;
+    }
+    return t->grad;
 }
 
 size_t tt_tensor_rows(const tt_tensor *tensor)
@@ -160,7 +177,7 @@ tt_real *tt_tensor_grad(tt_tensor *tensor)
      * tt_tape_print can still show it, but only a retained one is exposed. */
     if (tensor->tape != NULL && !tensor->retain_grad)
         return NULL;
-    return tensor->grad;
+    return tt_grad_values(tensor);
 }
 
 /* Returns true if backward can give the tensor a gradient. Otherwise fills

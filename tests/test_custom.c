@@ -994,6 +994,47 @@ static tt_status run_one_input_op(tt_custom_fn forward, tt_custom_fn backward, b
     return status;
 }
 
+/* A backward that passes no gradient on, as for an op whose output does
+ * not depend on its input in a differentiable way. */
+static tt_status ignore_backward(tt_custom_context *context, void *user)
+{
+    (void)context;
+    (void)user;
+    return TT_OK;
+}
+
+START_TEST(input_gradient_left_alone_by_backward_reads_zero)
+{
+    /* x's gradient buffer contains NaN from before tt_tensor_zero_grad, and
+     * the op's backward never requests it. So anomaly mode and the caller
+     * must both read zeros there, not the NaN. */
+    tt_tape *tape = new_tape_or_fail();
+    const tt_custom_op_def def = {.name = "detach", .n_inputs = 1, .forward = copy_forward,
+                                  .backward = ignore_backward};
+    tt_error err = {TT_OK, ""};
+    tt_custom_op *op = tt_custom_op_new(&def, &err);
+    ck_assert_msg(op != NULL, "%s", err.message);
+    tt_tensor *x = new_tensor_or_fail(1, 2, NULL, "x");
+    tt_tensor *ones = new_tensor_or_fail(2, 1, NULL, "ones");
+    require_grad_or_fail(x);
+    tt_tensor_grad(x)[0] = NAN;
+    tt_tensor_grad(x)[1] = NAN;
+    tt_tensor_zero_grad(x);
+    ck_assert_int_eq(tt_tape_set_anomaly_check(tape, true), TT_OK);
+
+    tt_tensor *y = tt_custom_op_apply(tape, op, (tt_tensor *[]){x}, 1);
+    ck_assert_int_eq(tt_tape_backward(tape, tt_matmul(tape, y, ones)), TT_OK);
+
+    const tt_real zeros[2] = {0, 0};
+    assert_all_equal("dx", tt_tensor_grad(x), zeros, 2);
+
+    tt_tensor_free(x);
+    tt_tensor_free(ones);
+    tt_tape_free(tape);
+    tt_custom_op_free(op);
+}
+END_TEST
+
 START_TEST(custom_op_reports_callback_failures)
 {
     char message[TT_ERROR_MESSAGE_MAX];
@@ -1169,6 +1210,7 @@ static Suite *custom_suite(void)
     tcase_add_test(op, custom_op_kink_test_is_used_by_gradcheck);
     tcase_add_test(op, column_norm_rejects_wrong_gain_shape);
     tcase_add_test(op, custom_op_rejects_wrong_inputs);
+    tcase_add_test(op, input_gradient_left_alone_by_backward_reads_zero);
     tcase_add_test(op, custom_op_reports_callback_failures);
     tcase_add_test(op, custom_op_maps_unknown_status);
     tcase_add_test(op, custom_op_new_rejects_bad_definitions);

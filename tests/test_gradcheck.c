@@ -16,6 +16,9 @@
 
 /* ---- Test ops ----------------------------------------------------------------- */
 
+/* Each test op adds into its input's gradient, which tt_grad_values zeroes
+ * first if backward has not written it yet. */
+
 /* Element whose gradient the dropping op leaves out. */
 #define DROPPED_ROW 1
 #define DROPPED_COL 2
@@ -24,24 +27,27 @@
 static void doubling_backward(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
+    tt_real *dx = tt_grad_values(x);
     for (size_t i = 0; i < tt_tensor_size(x); i++)
-        x->grad[i] += 2 * record->output->grad[i];
+        dx[i] += 2 * record->output->grad[i];
 }
 
 /* The bug of a forgotten constant factor: adds dout instead of 2·dout. */
 static void doubling_backward_missing_factor(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
+    tt_real *dx = tt_grad_values(x);
     for (size_t i = 0; i < tt_tensor_size(x); i++)
-        x->grad[i] += record->output->grad[i];
+        dx[i] += record->output->grad[i];
 }
 
 /* identity: out = x. The correct backward adds dout. */
 static void identity_backward(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
+    tt_real *dx = tt_grad_values(x);
     for (size_t i = 0; i < tt_tensor_size(x); i++)
-        x->grad[i] += record->output->grad[i];
+        dx[i] += record->output->grad[i];
 }
 
 /* The bug of a wrong loop bound or index: identity's backward that leaves
@@ -49,18 +55,20 @@ static void identity_backward(const tt_record *record)
 static void identity_backward_dropping_one(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
+    tt_real *dx = tt_grad_values(x);
     const size_t dropped = DROPPED_ROW * x->cols + DROPPED_COL;
     for (size_t i = 0; i < tt_tensor_size(x); i++)
         if (i != dropped)
-            x->grad[i] += record->output->grad[i];
+            dx[i] += record->output->grad[i];
 }
 
 /* relu as ops/relu.c computes it, but with no crosses_kink hook. */
 static void hookless_relu_backward(const tt_record *record)
 {
     tt_tensor *x = record->inputs[0];
+    tt_real *dx = tt_grad_values(x);
     for (size_t i = 0; i < tt_tensor_size(x); i++)
-        x->grad[i] += x->data[i] > 0 ? record->output->grad[i] : 0;
+        dx[i] += x->data[i] > 0 ? record->output->grad[i] : 0;
 }
 
 static const tt_op doubling_op = {.name = "doubling", .n_inputs = 1, .backward = doubling_backward};

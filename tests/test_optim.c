@@ -131,6 +131,30 @@ START_TEST(sgd_nesterov_looks_ahead_by_momentum)
 }
 END_TEST
 
+START_TEST(step_without_new_gradient_reads_it_as_zero)
+{
+    /* The first step leaves the gradient pending. A second step with no
+     * backward pass in between must use g = 0, whatever the buffer contains:
+     * step 1: g = 1, buf = 1,        p = 1 − 0.1    = 0.9
+     * step 2: g = 0, buf = 0.9·1,    p = 0.9 − 0.09 = 0.81 */
+    tt_tensor *p = new_scalar_parameter(1.0);
+    tt_optimizer_options options = tt_optimizer_defaults(TT_OPTIMIZER_SGD);
+    options.learning_rate = 0.1;
+    options.momentum = 0.9;
+    tt_optimizer *optimizer = new_optimizer_or_fail(&p, 1, &options);
+
+    step_and_expect(optimizer, p, 1.0, 0.9, "step 1");
+    ck_assert_int_eq(tt_optimizer_step(optimizer, NULL), TT_OK);
+    const double got = tt_tensor_data(p)[0];
+    ck_assert_msg(is_close(got, 0.81, 0.0, RTOL_REAL), "step 2: p = %.9g, want 0.81", got);
+    ck_assert_msg(tt_tensor_grad(p)[0] == 0, "gradient %g after step 2, want 0",
+                  (double)tt_tensor_grad(p)[0]);
+
+    tt_optimizer_free(optimizer);
+    tt_tensor_free(p);
+}
+END_TEST
+
 START_TEST(adam_first_step_moves_by_rate_times_sign)
 {
     tt_tensor *p = new_scalar_parameter(1.0);
@@ -587,6 +611,7 @@ static Suite *optim_suite(void)
     tcase_add_test(hand, sgd_momentum_buffer_starts_at_gradient);
     tcase_add_test(hand, sgd_dampening_skips_first_step);
     tcase_add_test(hand, sgd_nesterov_looks_ahead_by_momentum);
+    tcase_add_test(hand, step_without_new_gradient_reads_it_as_zero);
     tcase_add_test(hand, adam_first_step_moves_by_rate_times_sign);
     tcase_add_test(hand, adamw_decays_parameter_before_update);
     tcase_add_test(hand, adam_weight_decay_adds_to_gradient);

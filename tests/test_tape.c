@@ -664,6 +664,64 @@ START_TEST(zero_grad_between_passes_stops_accumulation)
 }
 END_TEST
 
+START_TEST(backward_after_zero_grad_overwrites_unread_gradient)
+{
+    /* loss = relu(w)·x + relu(w)·x with w = [2 -1], x = [3 4]ᵀ. After the
+     * first pass the buffer contains [6 0], and tt_tensor_zero_grad only
+     * marks it. So each later pass must overwrite it with [3 0] and then
+     * add the second use's [3 0]. */
+    tt_tape *tape = new_tape_or_fail();
+    const tt_real w_values[2] = {2, -1};
+    const tt_real x_values[2] = {3, 4};
+    tt_tensor *w = new_tensor_or_fail(1, 2, w_values, "w");
+    tt_tensor *x = new_tensor_or_fail(2, 1, x_values, "x");
+    require_grad_or_fail(w);
+    tt_real *held = tt_tensor_grad(w);
+    const tt_real want_two_uses[2] = {6, 0};
+
+    for (size_t pass = 0; pass < 3; pass++) {
+        tt_tensor_zero_grad(w);
+        tt_tape_reset(tape);
+        tt_tensor *once = tt_matmul(tape, tt_relu(tape, w), x);
+        tt_tensor *twice = tt_add(tape, once, tt_matmul(tape, tt_relu(tape, w), x));
+        ck_assert_int_eq(tt_tape_backward(tape, twice), TT_OK);
+        ck_assert_ptr_eq(tt_tensor_grad(w), held);
+        assert_all_equal("dw after zero_grad and a pass using w twice", held, want_two_uses, 2);
+    }
+
+    tt_tensor_free(w);
+    tt_tensor_free(x);
+    tt_tape_free(tape);
+}
+END_TEST
+
+START_TEST(zeroed_gradient_of_leaf_left_out_of_pass_reads_zero)
+{
+    /* Pass 1 gives a and b gradients; after tt_tensor_zero_grad, pass 2
+     * reads only a, so b's old values must not show through. */
+    tt_tape *tape = new_tape_or_fail();
+    tt_tensor *a = new_scalar(2, "a");
+    tt_tensor *b = new_scalar(3, "b");
+    require_grad_or_fail(a);
+    require_grad_or_fail(b);
+
+    ck_assert_int_eq(tt_tape_backward(tape, tt_matmul(tape, a, b)), TT_OK);
+    ck_assert_msg(tt_tensor_grad(b)[0] == 2, "db = %g, want 2", (double)tt_tensor_grad(b)[0]);
+
+    tt_tensor_zero_grad(a);
+    tt_tensor_zero_grad(b);
+    tt_tape_reset(tape);
+    ck_assert_int_eq(tt_tape_backward(tape, tt_matmul(tape, a, a)), TT_OK);
+
+    ck_assert_msg(tt_tensor_grad(a)[0] == 4, "da = %g, want 4", (double)tt_tensor_grad(a)[0]);
+    ck_assert_msg(tt_tensor_grad(b)[0] == 0, "db = %g, want 0", (double)tt_tensor_grad(b)[0]);
+
+    tt_tensor_free(a);
+    tt_tensor_free(b);
+    tt_tape_free(tape);
+}
+END_TEST
+
 START_TEST(backward_from_earlier_loss_ignores_later_ops)
 {
     /* first = a·b = 6 is recorded before second = a·a; backward from first
@@ -925,6 +983,8 @@ static Suite *tape_suite(void)
     tcase_add_test(gradients, backward_sums_gradient_of_tape_tensor_feeding_two_ops);
     tcase_add_test(gradients, backward_twice_accumulates_leaf_gradient);
     tcase_add_test(gradients, zero_grad_between_passes_stops_accumulation);
+    tcase_add_test(gradients, backward_after_zero_grad_overwrites_unread_gradient);
+    tcase_add_test(gradients, zeroed_gradient_of_leaf_left_out_of_pass_reads_zero);
     tcase_add_test(gradients, backward_leaves_tensors_without_gradient_alone);
     tcase_add_test(gradients, backward_from_earlier_loss_ignores_later_ops);
     tcase_add_test(gradients, backward_handles_long_chain_of_ops);
