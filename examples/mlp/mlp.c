@@ -1348,7 +1348,7 @@ static bool train_and_report(const options *opts, tt_tape *tape, model *net,
             return false;
         }
     }
-    printf("epochs=%zu train_seconds=%.2f train_loss=%.4f test_accuracy=%.4f\n", opts->epochs,
+    printf("epochs=%zu train_seconds=%.3f train_loss=%.4f test_accuracy=%.4f\n", opts->epochs,
            train_seconds, train_loss, test_accuracy);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "mlp: cannot write to standard output\n");

@@ -36,7 +36,7 @@ CLASSES = 10
 # The example's own lines, as printed by examples/mlp/progress.c and mlp.c.
 EPOCH_LINE = re.compile(r"epoch (\d+)/%d  train_loss \d+\.\d{4}  test_accuracy \d\.\d{4}  "
                         r"seconds \d+\.\d{2}" % EPOCHS)
-SUMMARY_LINE = re.compile(r"epochs=%d train_seconds=\d+\.\d{2} train_loss=\d+\.\d{4} "
+SUMMARY_LINE = re.compile(r"epochs=%d train_seconds=\d+\.\d{3} train_loss=\d+\.\d{4} "
                           r"test_accuracy=\d\.\d{4}" % EPOCHS)
 PROGRESS_BAR = re.compile(r"\repoch (\d+)/%d \[[#.]{30}\] +\d+%%  \d+ samples/s  "
                           r"loss \d+\.\d{4}\x1b\[K" % EPOCHS)
