@@ -11,6 +11,22 @@
 
 #include "tensortape.h"
 
+/* ---- Processor features ------------------------------------------------ */
+
+#if defined(__x86_64__) || defined(__i386__)
+#define TT_HAVE_X86 1
+
+/* Whether the processor supports AVX2, for picking between copies of a
+ * loop compiled with and without it. */
+static inline bool tt_cpu_has_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2");
+}
+#else
+#define TT_HAVE_X86 0
+#endif
+
 /* ---- Arena: the tape's memory -------------------------------------------- */
 
 typedef struct tt_arena_chunk tt_arena_chunk;
