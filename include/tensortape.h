@@ -928,6 +928,17 @@ TT_API void tt_optimizer_free(tt_optimizer *optimizer);
  * parameters as in PyTorch (anomaly mode catches them in backward). */
 TT_API tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err);
 
+/* Runs the following steps on the threads of `tape` (see
+ * tt_tape_set_threads), or on the calling thread alone when `tape` is NULL,
+ * as after tt_optimizer_new. Each element's update is the same on any
+ * thread, so the parameters do not depend on the thread count. The
+ * optimizer keeps the pointer and uses whatever thread count the tape has
+ * at each step. So take the step on the thread that uses the tape, and
+ * before freeing the tape, call this with NULL or free the optimizer.
+ * Returns TT_ERR_ARG for a NULL optimizer. */
+TT_API tt_status tt_optimizer_use_tape_threads(tt_optimizer *optimizer, const tt_tape *tape,
+                                               tt_error *err);
+
 /* Sets every parameter's gradient to zero, as tt_tensor_zero_grad does for
  * each. Needed only before the first backward pass if the gradients may
  * hold old values, since tt_optimizer_step zeroes them. NULL is ignored. */

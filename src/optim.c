@@ -19,6 +19,8 @@ struct tt_optimizer {
     size_t n_params;
     tt_real *state;       /* buffers_per_element × (total parameter size) */
     size_t buffers_per_element; /* 0, 1 (momentum) or 2 (m and v) */
+    size_t total;         /* elements of all parameters together */
+    const tt_tape *tape;  /* whose threads the steps use; NULL for none */
     uint64_t steps;
 };
 
@@ -202,6 +204,7 @@ tt_optimizer *tt_optimizer_new(tt_tensor *const params[], size_t n_params,
         goto nomem;
     optimizer->options = chosen;
     optimizer->n_params = n_params;
+    optimizer->total = total;
     optimizer->buffers_per_element = buffers;
     optimizer->params = malloc(n_params * sizeof *optimizer->params);
     if (optimizer->params == NULL)
@@ -323,6 +326,36 @@ static void sgd_update(const tt_optimizer_options *o, bool first_step, tt_real *
     sgd_loop(o, first_step, p, g, buf, size);
 }
 
+/* Updates elements [begin, end) of the parameters taken end to end, in
+ * the order of the params list. Parameter k's state follows that of
+ * parameters 0 .. k-1. */
+static void update_range(void *context, size_t begin, size_t end)
+{
+    const tt_optimizer *optimizer = context;
+    const tt_optimizer_options *o = &optimizer->options;
+    tt_real *state = optimizer->state;
+    size_t first = 0; /* position of parameter k's first element */
+    for (size_t k = 0; k < optimizer->n_params && first < end; k++) {
+        tt_tensor *param = optimizer->params[k];
+        const size_t size = tt_tensor_size(param);
+        const size_t low = begin > first ? begin - first : 0;
+        const size_t high = end - first < size ? end - first : size;
+        if (low < high) {
+            tt_real *p = param->data + low;
+            const tt_real *g = param->grad + low;
+            if (o->kind == TT_OPTIMIZER_SGD)
+                sgd_update(o, optimizer->steps == 1, p, g, state != NULL ? state + low : NULL,
+                           high - low);
+            else
+                adam_update(o, optimizer->steps, p, g, state + low, state + size + low,
+                            high - low);
+        }
+        if (state != NULL)
+            state += optimizer->buffers_per_element * size;
+        first += size;
+    }
+}
+
 tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err)
 {
     if (optimizer == NULL) {
@@ -330,24 +363,26 @@ tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err)
         return TT_ERR_ARG;
     }
     optimizer->steps++;
-    const tt_optimizer_options *o = &optimizer->options;
+    /* A gradient still pending from the last step reads as zeros. */
+    for (size_t k = 0; k < optimizer->n_params; k++)
+        tt_grad_values(optimizer->params[k]);
+    /* Each element's update is the same on any thread, so where the ranges
+     * split does not change the result. */
+    tt_pool *pool = optimizer->tape != NULL ? optimizer->tape->pool : NULL;
+    tt_pool_run_ranges(pool, optimizer->total, TT_PARALLEL_MIN_ELEMENTS, update_range, optimizer);
+    for (size_t k = 0; k < optimizer->n_params; k++)
+        tt_tensor_zero_grad(optimizer->params[k]);
+    return TT_OK;
+}
 
-    /* Parameter k's state follows that of parameters 0 .. k-1. */
-    tt_real *state = optimizer->state;
-    for (size_t k = 0; k < optimizer->n_params; k++) {
-        tt_tensor *param = optimizer->params[k];
-        const size_t size = tt_tensor_size(param);
-        /* A gradient still pending from the last step reads as zeros. */
-        const tt_real *grad = tt_grad_values(param);
-        if (o->kind == TT_OPTIMIZER_SGD) {
-            sgd_update(o, optimizer->steps == 1, param->data, grad, state, size);
-        } else {
-            adam_update(o, optimizer->steps, param->data, grad, state, state + size, size);
-        }
-        tt_tensor_zero_grad(param);
-        if (state != NULL)
-            state += optimizer->buffers_per_element * size;
+tt_status tt_optimizer_use_tape_threads(tt_optimizer *optimizer, const tt_tape *tape,
+                                        tt_error *err)
+{
+    if (optimizer == NULL) {
+        tt_error_set(err, TT_ERR_ARG, "tt_optimizer_use_tape_threads: optimizer is NULL");
+        return TT_ERR_ARG;
     }
+    optimizer->tape = tape;
     return TT_OK;
 }
 

@@ -255,13 +255,16 @@ static tt_status training_step(tt_tape *tape, training_setup *setup, tt_optimize
  * MEASURED_STEPS more, each of which must neither allocate nor free. With
  * `with_hooks`, each step also retains a gradient and runs two hooks. With
  * `optimizer_options` not NULL the steps update through an optimizer of
- * those options, created before the first step. */
+ * those options, created before the first step. The tape, and the
+ * optimizer with it, use `threads` threads. */
 static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, size_t classes,
                                                  size_t batch, bool with_hooks,
-                                                 const tt_optimizer_options *optimizer_options)
+                                                 const tt_optimizer_options *optimizer_options,
+                                                 size_t threads)
 {
     training_setup setup = new_training_setup(inputs, hidden, classes, batch);
     tt_tape *tape = new_tape_or_fail();
+    ck_assert_int_eq(tt_tape_set_threads(tape, threads, NULL), TT_OK);
     setup.with_hooks = with_hooks;
     if (with_hooks)
         ck_assert_int_eq(tt_tensor_set_grad_hook(setup.parameters[0], count_hook_call, &setup,
@@ -272,6 +275,7 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
         tt_error err = {TT_OK, ""};
         optimizer = tt_optimizer_new(setup.parameters, 4, optimizer_options, &err);
         ck_assert_msg(optimizer != NULL, "tt_optimizer_new failed: %s", err.message);
+        ck_assert_int_eq(tt_optimizer_use_tape_threads(optimizer, tape, NULL), TT_OK);
     }
 
     start_counting();
@@ -309,7 +313,7 @@ static void assert_steps_after_first_use_no_heap(size_t inputs, size_t hidden, s
 START_TEST(training_step_after_first_makes_no_heap_allocation)
 {
     /* Small enough for the tape's first block of memory. */
-    assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, NULL);
+    assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, NULL, 1);
 }
 END_TEST
 
@@ -327,7 +331,7 @@ START_TEST(optimizer_steps_make_no_heap_allocation)
     options[0].weight_decay = 1e-4;
     options[1].weight_decay = 1e-4;
     for (size_t i = 0; i < 3; i++)
-        assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, &options[i]);
+        assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, &options[i], 1);
 }
 END_TEST
 
@@ -403,7 +407,7 @@ END_TEST
 START_TEST(training_step_with_hooks_makes_no_heap_allocation)
 {
     /* Retain flags and hooks live in the tensors, so they add no allocation. */
-    assert_steps_after_first_use_no_heap(6, 8, 3, 5, true, NULL);
+    assert_steps_after_first_use_no_heap(6, 8, 3, 5, true, NULL, 1);
 }
 END_TEST
 
@@ -412,7 +416,18 @@ START_TEST(large_training_step_after_first_makes_no_heap_allocation)
     /* An MNIST-sized step: several megabytes of activations and gradients,
      * more than the tape's first block of memory, so the first step grows
      * the tape's memory more than once. */
-    assert_steps_after_first_use_no_heap(784, 128, 10, 64, false, NULL);
+    assert_steps_after_first_use_no_heap(784, 128, 10, 64, false, NULL, 1);
+}
+END_TEST
+
+START_TEST(threaded_training_step_makes_no_heap_allocation)
+{
+    /* A 784-256-10 step at batch 64 on three threads, with SGD with
+     * momentum on the tape's threads: W1 alone has 200704 elements, enough
+     * for the products, relu, add and the update to split over them. */
+    tt_optimizer_options options = tt_optimizer_defaults(TT_OPTIMIZER_SGD);
+    options.momentum = 0.9;
+    assert_steps_after_first_use_no_heap(784, 256, 10, 64, false, &options, 3);
 }
 END_TEST
 
@@ -799,6 +814,7 @@ static Suite *memory_suite(void)
     tcase_add_test(steady, training_step_after_first_makes_no_heap_allocation);
     tcase_add_test(steady, training_step_with_hooks_makes_no_heap_allocation);
     tcase_add_test(steady, large_training_step_after_first_makes_no_heap_allocation);
+    tcase_add_test(steady, threaded_training_step_makes_no_heap_allocation);
     tcase_add_test(steady, custom_ops_and_losses_after_first_step_make_no_heap_allocation);
     tcase_add_test(steady, optimizer_steps_make_no_heap_allocation);
     tcase_add_test(steady, optimizer_step_alone_makes_no_heap_allocation);

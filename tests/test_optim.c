@@ -590,6 +590,94 @@ START_TEST(new_rejects_invalid_parameters)
 }
 END_TEST
 
+/* Parameters of 300 × 500 and 7 × 1 elements: together more than twice
+ * the elements from which a step splits over threads, so a range boundary
+ * falls inside the large one. */
+#define LARGE_ROWS 300
+#define LARGE_COLS 500
+#define SMALL_ROWS 7
+
+/* Runs `steps` steps of `options` from fixed parameters and gradients, on
+ * a tape's `threads` threads (0: without a tape), and copies the resulting
+ * parameters to `large` and `small`. */
+static void run_steps_on_threads(const tt_optimizer_options *options, size_t threads,
+                                 size_t steps, tt_real *large, tt_real *small)
+{
+    tt_rng rng;
+    tt_rng_seed(&rng, 11);
+    tt_tensor *a = new_uniform_tensor(LARGE_ROWS, LARGE_COLS, &rng, -1.0, 1.0, "a");
+    tt_tensor *b = new_uniform_tensor(SMALL_ROWS, 1, &rng, -1.0, 1.0, "b");
+    require_grad_or_fail(a);
+    require_grad_or_fail(b);
+    tt_tensor *params[2] = {a, b};
+    tt_optimizer *optimizer = new_optimizer_or_fail(params, 2, options);
+    tt_tape *tape = NULL;
+    if (threads > 0) {
+        tape = new_tape_or_fail();
+        ck_assert_int_eq(tt_tape_set_threads(tape, threads, NULL), TT_OK);
+        ck_assert_int_eq(tt_optimizer_use_tape_threads(optimizer, tape, NULL), TT_OK);
+    }
+
+    for (size_t step = 0; step < steps; step++) {
+        for (size_t p = 0; p < 2; p++) {
+            tt_real *grad = tt_tensor_grad(params[p]);
+            const size_t size = tt_tensor_rows(params[p]) * tt_tensor_cols(params[p]);
+            for (size_t i = 0; i < size; i++)
+                grad[i] = (tt_real)(2.0 * tt_rng_uniform(&rng) - 1.0);
+        }
+        ck_assert_int_eq(tt_optimizer_step(optimizer, NULL), TT_OK);
+    }
+    memcpy(large, tt_tensor_data(a), LARGE_ROWS * LARGE_COLS * sizeof *large);
+    memcpy(small, tt_tensor_data(b), SMALL_ROWS * sizeof *small);
+
+    tt_optimizer_free(optimizer);
+    tt_tape_free(tape);
+    tt_tensor_free(a);
+    tt_tensor_free(b);
+}
+
+START_TEST(steps_on_tape_threads_give_same_bits)
+{
+    tt_optimizer_options options[3] = {tt_optimizer_defaults(TT_OPTIMIZER_SGD),
+                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAM),
+                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAMW)};
+    options[0].momentum = 0.9;
+    options[0].nesterov = true;
+    options[0].weight_decay = 1e-4;
+    const char *const names[3] = {"SGD", "Adam", "AdamW"};
+    tt_real *want_large = malloc(LARGE_ROWS * LARGE_COLS * sizeof *want_large);
+    tt_real *got_large = malloc(LARGE_ROWS * LARGE_COLS * sizeof *got_large);
+    ck_assert_ptr_nonnull(want_large);
+    ck_assert_ptr_nonnull(got_large);
+    tt_real want_small[SMALL_ROWS];
+    tt_real got_small[SMALL_ROWS];
+
+    for (size_t o = 0; o < 3; o++) {
+        run_steps_on_threads(&options[o], 0, 3, want_large, want_small);
+        for (size_t threads = 1; threads <= 3; threads++) {
+            run_steps_on_threads(&options[o], threads, 3, got_large, got_small);
+            ck_assert_msg(memcmp(got_large, want_large,
+                                 LARGE_ROWS * LARGE_COLS * sizeof *got_large) == 0,
+                          "%s on %zu threads: the large parameter differs", names[o], threads);
+            ck_assert_msg(memcmp(got_small, want_small, sizeof got_small) == 0,
+                          "%s on %zu threads: the small parameter differs", names[o], threads);
+        }
+    }
+    free(want_large);
+    free(got_large);
+}
+END_TEST
+
+START_TEST(use_tape_threads_rejects_null)
+{
+    tt_tape *tape = new_tape_or_fail();
+    tt_error err = {TT_OK, ""};
+    ck_assert_int_eq(tt_optimizer_use_tape_threads(NULL, tape, &err), TT_ERR_ARG);
+    ck_assert_str_eq(err.message, "tt_optimizer_use_tape_threads: optimizer is NULL");
+    tt_tape_free(tape);
+}
+END_TEST
+
 START_TEST(step_rejects_null)
 {
     tt_error err = {TT_OK, ""};
@@ -619,6 +707,7 @@ static Suite *optim_suite(void)
     TCase *reference = add_test_case(suite, "reference");
     tcase_add_test(reference, sgd_variants_match_reference_over_steps);
     tcase_add_test(reference, adam_variants_match_reference_over_steps);
+    tcase_add_test(reference, steps_on_tape_threads_give_same_bits);
 
     TCase *control = add_test_case(suite, "control");
     tcase_add_test(control, set_learning_rate_keeps_momentum);
@@ -632,6 +721,7 @@ static Suite *optim_suite(void)
     tcase_add_test(errors, new_rejects_option_of_other_kind);
     tcase_add_test(errors, new_rejects_invalid_parameters);
     tcase_add_test(errors, step_rejects_null);
+    tcase_add_test(errors, use_tape_threads_rejects_null);
 
     return suite;
 }

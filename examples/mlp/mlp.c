@@ -1501,7 +1501,10 @@ int main(int argc, char **argv)
     run.batches = tt_batches_new(train.count, buffers.train_batch, false, tt_rng_next(&rng), &err);
     run.optimizer = run.batches != NULL ? model_optimizer(&net, &opts, &err) : NULL;
     tape = run.optimizer != NULL ? tt_tape_new(&err) : NULL;
-    if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK) {
+    /* The optimizer steps on the tape's threads too, so it is freed first
+     * at the end. */
+    if (tape == NULL || tt_tape_set_threads(tape, opts.threads, &err) != TT_OK ||
+        tt_optimizer_use_tape_threads(run.optimizer, tape, &err) != TT_OK) {
         fprintf(stderr, "mlp: %s\n", err.message);
         goto cleanup;
     }
@@ -1524,8 +1527,8 @@ int main(int argc, char **argv)
 
 cleanup:
     tt_safetensors_close(saved_model);
-    tt_tape_free(tape);
     tt_optimizer_free(run.optimizer);
+    tt_tape_free(tape);
     tt_batches_free(run.batches);
     model_free(&net);
     free(buffers.labels);
