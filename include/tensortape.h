@@ -922,8 +922,9 @@ TT_API void tt_optimizer_free(tt_optimizer *optimizer);
 /* Takes one step: updates every parameter from its gradient by the rule of
  * the optimizer's kind, then sets the gradient to zero as
  * tt_tensor_zero_grad() does, ready for the next backward pass. So unlike
- * PyTorch's step(), it needs no separate zero_grad between steps; read the
- * gradients before the step if you need them. Allocates nothing. Returns TT_ERR_ARG for NULL.
+ * PyTorch's step(), it needs no separate zero_grad between steps. Read the
+ * gradients before the step if you need them. Allocates nothing. Returns
+ * TT_ERR_ARG for NULL.
  * NaN and infinite gradients are not checked for: they propagate into the
  * parameters as in PyTorch (anomaly mode catches them in backward). */
 TT_API tt_status tt_optimizer_step(tt_optimizer *optimizer, tt_error *err);
