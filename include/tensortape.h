@@ -281,8 +281,10 @@ TT_API void tt_tape_reset(tt_tape *tape);
  * count: each thread computes whole tiles of a product's output, or whole
  * rows or elements of relu and add, with the same sums in the same order.
  * relu and add stay on the calling thread below 131072 elements, and the
- * other ops always do. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
- * TT_ERR_NOMEM, keeping the previous count, if the threads cannot start.
+ * other ops always do. It may be called between an op and its backward
+ * pass. Returns TT_ERR_ARG for NULL or more than TT_MAX_THREADS, and
+ * TT_ERR_NOMEM, keeping the previous count, if the threads cannot start or
+ * their matrix-product scratch cannot be allocated.
  * Do not call it while another thread runs an op on this tape. */
 TT_API tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err);
 

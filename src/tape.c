@@ -37,6 +37,26 @@ tt_tape *tt_tape_new(tt_error *err)
     return tape;
 }
 
+/* Grows the matrix-product scratch to at least `size` elements. Returns
+ * false, keeping the old scratch, if memory runs out. */
+static bool grow_gemm_scratch(tt_tape *tape, size_t size)
+{
+    if (size <= tape->gemm_scratch_size)
+        return true;
+    /* aligned_alloc wants a size that is a multiple of the alignment. */
+    const size_t align_elements = TT_ARENA_ALIGN / sizeof(tt_real);
+    if (size > SIZE_MAX / sizeof(tt_real) - align_elements)
+        return false;
+    size_t rounded = (size + align_elements - 1) / align_elements * align_elements;
+    tt_real *scratch = aligned_alloc(TT_ARENA_ALIGN, rounded * sizeof(tt_real));
+    if (scratch == NULL)
+        return false;
+    free(tape->gemm_scratch);
+    tape->gemm_scratch = scratch;
+    tape->gemm_scratch_size = rounded;
+    return true;
+}
+
 tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err)
 {
     if (tape == NULL) {
@@ -50,8 +70,21 @@ tt_status tt_tape_set_threads(tt_tape *tape, size_t n_threads, tt_error *err)
     }
     if (n_threads == 0)
         n_threads = default_thread_count();
-    if (n_threads == tt_pool_threads(tape->pool))
+    const size_t old_threads = tt_pool_threads(tape->pool);
+    if (n_threads == old_threads)
         return TT_OK;
+
+    /* Products already on the tape reserved scratch for old_threads. Their
+     * backward pass may run on n_threads, each using one thread's share. */
+    const size_t share = tape->gemm_scratch_size / old_threads;
+    if (n_threads > old_threads &&
+        (share > SIZE_MAX / n_threads || !grow_gemm_scratch(tape, share * n_threads))) {
+        tt_error_set(err, TT_ERR_NOMEM,
+                     "tt_tape_set_threads: out of memory for the matrix-product scratch of %zu "
+                     "threads; the tape keeps %zu",
+                     n_threads, old_threads);
+        return TT_ERR_NOMEM;
+    }
 
     tt_pool *pool = NULL;
     if (n_threads > 1) {
@@ -241,24 +274,11 @@ void *tt_op_save(tt_tape *tape, const tt_op *op, size_t size)
 
 bool tt_op_reserve_gemm_scratch(tt_tape *tape, const tt_op *op, size_t size)
 {
-    if (size <= tape->gemm_scratch_size)
+    if (grow_gemm_scratch(tape, size))
         return true;
-    /* aligned_alloc wants a size that is a multiple of the alignment. */
-    const size_t align_elements = TT_ARENA_ALIGN / sizeof(tt_real);
-    size_t rounded = (size + align_elements - 1) / align_elements * align_elements;
-    tt_real *scratch = rounded > SIZE_MAX / sizeof(tt_real)
-                           ? NULL
-                           : aligned_alloc(TT_ARENA_ALIGN, rounded * sizeof(tt_real));
-    if (scratch == NULL) {
-        tt_tape_fail(tape, TT_ERR_NOMEM,
-                     "%s: out of memory for %zu elements of matrix-product scratch", op->name,
-                     size);
-        return false;
-    }
-    free(tape->gemm_scratch);
-    tape->gemm_scratch = scratch;
-    tape->gemm_scratch_size = rounded;
-    return true;
+    tt_tape_fail(tape, TT_ERR_NOMEM, "%s: out of memory for %zu elements of matrix-product scratch",
+                 op->name, size);
+    return false;
 }
 
 void tt_op_record(tt_tape *tape, const tt_op *op, tt_tensor *const inputs[],

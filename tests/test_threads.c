@@ -228,6 +228,48 @@ START_TEST(elementwise_ops_give_same_bits_for_any_thread_count)
 }
 END_TEST
 
+START_TEST(backward_on_more_threads_than_forward)
+{
+    /* The product is recorded on one thread and differentiated on eight.
+     * Backward then needs matrix-product scratch for eight threads. */
+    tt_rng rng;
+    tt_rng_seed(&rng, 77);
+    tt_tensor *w = new_uniform_tensor(512, 512, &rng, -0.1, 0.1, "w");
+    require_grad_or_fail(w);
+    tt_real *x = malloc(512 * 256 * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < 512 * 256; i++)
+        x[i] = (tt_real)tt_rng_uniform(&rng);
+    int32_t labels[256];
+    fill_labels(labels, 256, 512, &rng);
+
+    tt_real *want = malloc(512 * 512 * sizeof *want);
+    ck_assert_ptr_nonnull(want);
+    tt_error err;
+    for (size_t pass = 0; pass < 2; pass++) {
+        tt_tape *tape = new_tape_or_fail();
+        ck_assert_int_eq(tt_tape_set_threads(tape, 1, &err), TT_OK);
+        tt_tensor *input = tt_tape_tensor(tape, 512, 256, "x");
+        ck_assert_ptr_nonnull(input);
+        memcpy(tt_tensor_data(input), x, 512 * 256 * sizeof *x);
+        tt_tensor *loss = tt_cross_entropy(tape, tt_matmul(tape, w, input), labels, 256);
+        if (pass == 1)
+            ck_assert_msg(tt_tape_set_threads(tape, 8, &err) == TT_OK, "%s", err.message);
+        tt_tensor_zero_grad(w);
+        ck_assert_msg(tt_tape_backward(tape, loss) == TT_OK, "%s", tt_tape_error(tape)->message);
+        if (pass == 0)
+            memcpy(want, tt_tensor_grad(w), 512 * 512 * sizeof *want);
+        else
+            ck_assert_msg(memcmp(tt_tensor_grad(w), want, 512 * 512 * sizeof *want) == 0,
+                          "dw on 8 threads after a forward pass on 1 differs from 1 thread");
+        tt_tape_free(tape);
+    }
+    free(want);
+    free(x);
+    tt_tensor_free(w);
+}
+END_TEST
+
 START_TEST(new_tape_uses_one_thread_per_online_cpu)
 {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -288,6 +330,7 @@ static Suite *threads_suite(void)
     tcase_add_test(results, training_gives_same_bits_for_any_thread_count);
     tcase_add_test(results, training_repeats_exactly_for_same_seed);
     tcase_add_test(results, elementwise_ops_give_same_bits_for_any_thread_count);
+    tcase_add_test(results, backward_on_more_threads_than_forward);
     TCase *settings = add_test_case(suite, "settings");
     tcase_add_test(settings, new_tape_uses_one_thread_per_online_cpu);
     tcase_add_test(settings, set_threads_zero_restores_default);
