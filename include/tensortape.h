@@ -185,8 +185,9 @@ TT_API tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);
  * without a gradient. For a caller-owned tensor it writes nothing: it marks
  * the gradient as zero, the next backward pass overwrites it instead of
  * adding to it, and tt_tensor_grad() writes the zeros if it is called
- * first. So read the values through a pointer taken after the call: one
- * taken before it still shows the old values until then. */
+ * first. So use a pointer taken after the call: one taken before it still
+ * shows the old values, and values written through it are overwritten by
+ * the next backward pass. */
 TT_API void tt_tensor_zero_grad(tt_tensor *tensor);
 
 /* Shape and name. A tape tensor without a name of its own is shown in
