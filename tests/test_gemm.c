@@ -289,7 +289,7 @@ END_TEST
 typedef struct task_record {
     size_t n_threads;
     _Atomic unsigned runs[64];    /* times each task ran */
-    _Atomic unsigned bad_threads; /* tasks told a thread outside [0, n_threads) */
+    _Atomic unsigned bad_threads; /* tasks given a thread outside [0, n_threads) */
 } task_record;
 
 static void record_task(void *context, size_t task, size_t thread)
@@ -301,7 +301,7 @@ static void record_task(void *context, size_t task, size_t thread)
 }
 
 /* Threads claim tasks as they come free, and a worker may still be waking
- * from one run when the caller starts the next: over many runs back to
+ * from one run when the caller starts the next. Over many runs back to
  * back, each task must still run exactly once, in its own run only. */
 START_TEST(pool_runs_each_task_once_in_runs_back_to_back)
 {
