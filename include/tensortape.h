@@ -182,10 +182,10 @@ TT_API void tt_tensor_free(tt_tensor *tensor);
 TT_API tt_status tt_tensor_require_grad(tt_tensor *tensor, tt_error *err);
 
 /* Sets every gradient entry to zero. Does nothing for NULL or a tensor
- * without a gradient. For a caller-owned tensor it writes nothing: it marks
- * the gradient as zero, the next backward pass overwrites it instead of
+ * without a gradient. For a caller-owned tensor it writes nothing. It marks
+ * the gradient as zero, so the next backward pass overwrites it instead of
  * adding to it, and tt_tensor_grad() writes the zeros if it is called
- * first. So use a pointer taken after the call: one taken before it still
+ * first. So use a pointer taken after the call. One taken before it still
  * shows the old values, and values written through it are overwritten by
  * the next backward pass. */
 TT_API void tt_tensor_zero_grad(tt_tensor *tensor);

@@ -101,8 +101,8 @@ static inline bool tt_grad_accumulates(tt_tensor *t)
     return accumulates;
 }
 
-/* Returns t's gradient buffer for reading, first writing the zeros that a
- * pending gradient stands for. Every reader of a caller-owned tensor's
+/* Returns t's gradient buffer for reading, first writing zeros into it if
+ * the gradient is pending. Every reader of a caller-owned tensor's
  * gradient outside an op's backward step goes through here. */
 tt_real *tt_grad_values(tt_tensor *t);
 
@@ -135,8 +135,8 @@ size_t tt_pool_threads(const tt_pool *pool);
 
 /* Runs every task once and returns when all are done. Threads claim the
  * tasks in increasing order as they become free, so which thread runs a
- * task depends on timing: a task must give the same bits on any thread,
- * using `thread` only to pick per-thread scratch space. */
+ * task depends on timing. A task must therefore give the same bits on any
+ * thread, using `thread` only to pick per-thread scratch space. */
 void tt_pool_run(tt_pool *pool, size_t n_tasks, tt_pool_task_fn fn, void *context);
 
 /* Minimum number of elements that an elementwise pass gives one thread.
@@ -225,7 +225,7 @@ typedef struct tt_op {
     size_t n_inputs;
     /* Adds the op's contribution to the gradients of the record's inputs
      * that have one, given the gradient of its output. An input's
-     * gradient may be pending, holding stale values: ask
+     * gradient may be pending and contain stale values. So ask
      * tt_grad_accumulates whether to add or overwrite, or add into the
      * buffer that tt_grad_values returns. */
     void (*backward)(const tt_record *record);

@@ -299,7 +299,7 @@ static void adam_update(const tt_optimizer_options *o, uint64_t step, tt_real *r
     }
 }
 
-/* The SGD loops are memory-bound, and wider vectors make them faster: they
+/* The SGD loops are memory-bound, so wider vectors make them faster. They
  * are compiled for the baseline processor and, on x86-64, again for AVX2,
  * and sgd_update runs the copy that the processor supports. Both copies
  * give the same bits, since neither fuses a multiply with an add (AVX2

@@ -3,10 +3,10 @@
  * tt_pool_run(pool, n_tasks, fn, context) calls fn(context, task, thread)
  * once for every task in [0, n_tasks), spread over the caller (thread 0)
  * and the workers, and returns when all have finished. Threads claim tasks
- * one at a time, in increasing order, from a shared counter, so a thread
+ * one at a time, in increasing order, from a shared counter. So a thread
  * that starts late, such as a worker still waking up, takes fewer tasks
  * instead of holding up the run. Which thread runs a task depends on
- * timing, so a task must compute the same bits on any thread: each task
+ * timing, so a task must compute the same bits on any thread. Each task
  * writes its own disjoint part of the output, and `thread` only selects
  * per-thread scratch space.
  *
@@ -91,7 +91,7 @@ static bool claim_task(tt_pool *pool, uint32_t run, size_t n_tasks, size_t *task
     }
 }
 
-/* Runs tasks of run `run` until none is left; returns how many it ran. */
+/* Runs tasks of run `run` until none is left, and returns how many it ran. */
 static size_t run_tasks(tt_pool *pool, uint32_t run, size_t n_tasks, tt_pool_task_fn fn,
                         void *context, size_t thread)
 {

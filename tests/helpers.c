@@ -247,3 +247,14 @@ int run_suite(Suite *suite)
     srunner_free(runner);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+void fill_optimizers_with_most_state(tt_optimizer_options options[OPTIMIZERS_WITH_MOST_STATE])
+{
+    options[0] = tt_optimizer_defaults(TT_OPTIMIZER_SGD);
+    options[0].momentum = 0.9;
+    options[0].nesterov = true;
+    options[0].weight_decay = 1e-4;
+    options[1] = tt_optimizer_defaults(TT_OPTIMIZER_ADAM);
+    options[1].weight_decay = 1e-4;
+    options[2] = tt_optimizer_defaults(TT_OPTIMIZER_ADAMW);
+}

@@ -158,6 +158,16 @@ void fill_labels(int32_t *labels, size_t count, size_t n_classes, tt_rng *rng);
 void assert_gradcheck_passes(const char *what, tt_loss_function loss, void *context,
                              tt_tensor *const tensors[], size_t n_tensors, size_t n_entries);
 
+/* ---- Optimizers ------------------------------------------------------------- */
+
+/* Number of entries that fill_optimizers_with_most_state writes. */
+#define OPTIMIZERS_WITH_MOST_STATE 3
+
+/* Fills `options` with SGD, Adam and AdamW, each with the settings that use
+ * the most of its state and its update rule: SGD with Nesterov momentum
+ * and weight decay, Adam with weight decay, and AdamW with its defaults. */
+void fill_optimizers_with_most_state(tt_optimizer_options options[OPTIMIZERS_WITH_MOST_STATE]);
+
 /* ---- Running a suite -------------------------------------------------------- */
 
 /* Per-test time limit in seconds when Check forks each test. It is generous

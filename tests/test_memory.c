@@ -323,14 +323,9 @@ START_TEST(optimizer_steps_make_no_heap_allocation)
      * step of SGD with momentum fills its buffer, so it is counted too:
      * the optimizer must allocate nothing in any step, since its state
      * comes from tt_optimizer_new. Only the tape allocates in step 1. */
-    tt_optimizer_options options[3] = {tt_optimizer_defaults(TT_OPTIMIZER_SGD),
-                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAM),
-                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAMW)};
-    options[0].momentum = 0.9;
-    options[0].nesterov = true;
-    options[0].weight_decay = 1e-4;
-    options[1].weight_decay = 1e-4;
-    for (size_t i = 0; i < 3; i++)
+    tt_optimizer_options options[OPTIMIZERS_WITH_MOST_STATE];
+    fill_optimizers_with_most_state(options);
+    for (size_t i = 0; i < OPTIMIZERS_WITH_MOST_STATE; i++)
         assert_steps_after_first_use_no_heap(6, 8, 3, 5, false, &options[i], 1);
 }
 END_TEST

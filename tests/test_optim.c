@@ -638,13 +638,9 @@ static void run_steps_on_threads(const tt_optimizer_options *options, size_t thr
 
 START_TEST(steps_on_tape_threads_give_same_bits)
 {
-    tt_optimizer_options options[3] = {tt_optimizer_defaults(TT_OPTIMIZER_SGD),
-                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAM),
-                                       tt_optimizer_defaults(TT_OPTIMIZER_ADAMW)};
-    options[0].momentum = 0.9;
-    options[0].nesterov = true;
-    options[0].weight_decay = 1e-4;
-    const char *const names[3] = {"SGD", "Adam", "AdamW"};
+    tt_optimizer_options options[OPTIMIZERS_WITH_MOST_STATE];
+    fill_optimizers_with_most_state(options);
+    const char *const names[OPTIMIZERS_WITH_MOST_STATE] = {"SGD", "Adam", "AdamW"};
     tt_real *want_large = malloc(LARGE_ROWS * LARGE_COLS * sizeof *want_large);
     tt_real *got_large = malloc(LARGE_ROWS * LARGE_COLS * sizeof *got_large);
     ck_assert_ptr_nonnull(want_large);
@@ -652,7 +648,7 @@ START_TEST(steps_on_tape_threads_give_same_bits)
     tt_real want_small[SMALL_ROWS];
     tt_real got_small[SMALL_ROWS];
 
-    for (size_t o = 0; o < 3; o++) {
+    for (size_t o = 0; o < OPTIMIZERS_WITH_MOST_STATE; o++) {
         run_steps_on_threads(&options[o], 0, 3, want_large, want_small);
         for (size_t threads = 1; threads <= 3; threads++) {
             run_steps_on_threads(&options[o], threads, 3, got_large, got_small);

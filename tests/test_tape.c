@@ -676,7 +676,7 @@ START_TEST(backward_after_zero_grad_overwrites_unread_gradient)
     tt_tensor *w = new_tensor_or_fail(1, 2, w_values, "w");
     tt_tensor *x = new_tensor_or_fail(2, 1, x_values, "x");
     require_grad_or_fail(w);
-    tt_real *held = tt_tensor_grad(w);
+    tt_real *dw = tt_tensor_grad(w);
     const tt_real want_two_uses[2] = {6, 0};
 
     for (size_t pass = 0; pass < 3; pass++) {
@@ -685,8 +685,8 @@ START_TEST(backward_after_zero_grad_overwrites_unread_gradient)
         tt_tensor *once = tt_matmul(tape, tt_relu(tape, w), x);
         tt_tensor *twice = tt_add(tape, once, tt_matmul(tape, tt_relu(tape, w), x));
         ck_assert_int_eq(tt_tape_backward(tape, twice), TT_OK);
-        ck_assert_ptr_eq(tt_tensor_grad(w), held);
-        assert_all_equal("dw after zero_grad and a pass using w twice", held, want_two_uses, 2);
+        ck_assert_ptr_eq(tt_tensor_grad(w), dw);
+        assert_all_equal("dw after zero_grad and a pass using w twice", dw, want_two_uses, 2);
     }
 
     tt_tensor_free(w);
